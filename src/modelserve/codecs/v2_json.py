@@ -1,0 +1,277 @@
+"""V2 REST bodies: JSON tensors and Triton's binary tensor data extension, both directions.
+
+A request body is a JSON header optionally followed by raw tensor bytes; the header's length is
+given by the ``Inference-Header-Content-Length`` HTTP header.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+from modelserve.codecs.tensors import (
+    check_shape,
+    decode_raw,
+    element_count,
+    encode_raw,
+    numpy_dtype,
+)
+from modelserve.errors import InvalidArgument
+from modelserve.types import (
+    EMPTY_PARAMS,
+    InferenceRequest,
+    InferenceResponse,
+    Parameters,
+    RequestedOutput,
+    Tensor,
+    as_object_array,
+)
+
+_INT_KINDS = frozenset("iu")
+_FLOAT_OK_KINDS = frozenset("iuf")
+
+
+def _parameters(where: str, value: object) -> Parameters:
+    if value is None:
+        return EMPTY_PARAMS
+    if not isinstance(value, dict):
+        raise InvalidArgument(f"{where}: 'parameters' must be a JSON object")
+    for key, item in value.items():
+        if not isinstance(item, str | int | float | bool):
+            raise InvalidArgument(
+                f"{where}: parameter '{key}' must be a string, number or boolean"
+            )
+    return value
+
+
+def _flatten_strings(name: str, data: Any, out: list[bytes]) -> None:
+    if isinstance(data, list):
+        for item in data:
+            _flatten_strings(name, item, out)
+    elif isinstance(data, str):
+        out.append(data.encode("utf-8"))
+    else:
+        raise InvalidArgument(
+            f"input '{name}': BYTES data must be strings, got {type(data).__name__}"
+        )
+
+
+def decode_json_data(
+    name: str, datatype: str, shape: tuple[int, ...], data: object
+) -> npt.NDArray[Any]:
+    """Turn a JSON ``data`` value (flat or nested) into an array of ``shape``."""
+    dtype = numpy_dtype(datatype)
+    count = element_count(shape)
+    if not isinstance(data, list):
+        data = [data]
+    if datatype == "BYTES":
+        items: list[bytes] = []
+        _flatten_strings(name, data, items)
+        array: npt.NDArray[Any] = as_object_array(items)
+    else:
+        try:
+            probe = np.asarray(data)
+        except (ValueError, TypeError) as exc:
+            raise InvalidArgument(f"input '{name}': data is not a regular array: {exc}") from None
+        kind = probe.dtype.kind
+        allowed = "b" if datatype == "BOOL" else _INT_KINDS if dtype.kind in "iu" else _FLOAT_OK_KINDS
+        if probe.size and kind not in allowed:
+            raise InvalidArgument(
+                f"input '{name}': data holds {_kind_name(kind)} values, which do not fit "
+                f"datatype {datatype}"
+            )
+        if probe.size and dtype.kind in "iu":
+            info = np.iinfo(dtype)
+            if probe.min() < info.min or probe.max() > info.max:
+                raise InvalidArgument(f"input '{name}': a value is out of range for {datatype}")
+        array = probe.astype(dtype, copy=False)
+    if array.size != count:
+        raise InvalidArgument(
+            f"input '{name}': {array.size} elements given, but shape {list(shape)} "
+            f"needs {count}"
+        )
+    return array.reshape(shape)
+
+
+def _kind_name(kind: str) -> str:
+    return {
+        "b": "boolean",
+        "i": "integer",
+        "u": "integer",
+        "f": "floating-point",
+        "U": "string",
+        "O": "mixed",
+    }.get(kind, "non-numeric")
+
+
+def decode_infer_request(
+    body: bytes,
+    header_length: int | None,
+    model_name: str,
+    model_version: str = "",
+) -> InferenceRequest:
+    """Decode an infer request body. ``header_length`` is the value of
+    Inference-Header-Content-Length, or None when the body is plain JSON."""
+    view = memoryview(body)
+    if header_length is None:
+        header, binary = view, view[0:0]
+    else:
+        if header_length < 0 or header_length > len(body):
+            raise InvalidArgument(
+                f"Inference-Header-Content-Length {header_length} is outside the body "
+                f"of {len(body)} bytes"
+            )
+        header, binary = view[:header_length], view[header_length:]
+    try:
+        doc = orjson.loads(header)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidArgument(f"malformed JSON in request body: {exc}") from None
+    if not isinstance(doc, dict):
+        raise InvalidArgument("the request body must be a JSON object")
+
+    raw_inputs = doc.get("inputs")
+    if not isinstance(raw_inputs, list) or not raw_inputs:
+        raise InvalidArgument("'inputs' must be a non-empty list")
+    inputs: list[Tensor] = []
+    seen: set[str] = set()
+    offset = 0
+    for position, item in enumerate(raw_inputs):
+        tensor, used = _decode_input(position, item, binary, offset)
+        if tensor.name in seen:
+            raise InvalidArgument(f"input '{tensor.name}' is given more than once")
+        seen.add(tensor.name)
+        inputs.append(tensor)
+        offset += used
+    if offset != len(binary):
+        raise InvalidArgument(
+            f"the body has {len(binary) - offset} bytes of binary data that no input's "
+            "binary_data_size accounts for"
+        )
+
+    request_id = doc.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise InvalidArgument("'id' must be a string")
+    return InferenceRequest(
+        model_name=model_name,
+        model_version=model_version,
+        id=request_id,
+        inputs=tuple(inputs),
+        parameters=_parameters("request", doc.get("parameters")),
+        outputs=_decode_outputs(doc.get("outputs")),
+    )
+
+
+def _decode_input(
+    position: int, item: object, binary: memoryview, offset: int
+) -> tuple[Tensor, int]:
+    if not isinstance(item, dict):
+        raise InvalidArgument(f"inputs[{position}] must be a JSON object")
+    name = item.get("name")
+    if not isinstance(name, str) or not name:
+        raise InvalidArgument(f"inputs[{position}]: 'name' must be a non-empty string")
+    datatype = item.get("datatype")
+    if not isinstance(datatype, str):
+        raise InvalidArgument(f"input '{name}': 'datatype' must be a string")
+    numpy_dtype(datatype)
+    if "shape" not in item:
+        raise InvalidArgument(f"input '{name}': 'shape' is missing")
+    shape = check_shape(name, item["shape"])
+    params = _parameters(f"input '{name}'", item.get("parameters"))
+    size = params.get("binary_data_size")
+    if size is not None:
+        if "data" in item:
+            raise InvalidArgument(f"input '{name}': give either 'data' or binary_data_size")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise InvalidArgument(f"input '{name}': binary_data_size must be a non-negative integer")
+        if offset + size > len(binary):
+            raise InvalidArgument(
+                f"input '{name}': binary_data_size {size} runs past the end of the body "
+                f"({len(binary) - offset} binary bytes left)"
+            )
+        data = decode_raw(name, datatype, shape, binary[offset : offset + size])
+        return Tensor(name, datatype, shape, data, params), size
+    if "data" not in item:
+        raise InvalidArgument(f"input '{name}': 'data' is missing")
+    data = decode_json_data(name, datatype, shape, item["data"])
+    return Tensor(name, datatype, shape, data, params), 0
+
+
+def _decode_outputs(value: object) -> tuple[RequestedOutput, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise InvalidArgument("'outputs' must be a list")
+    outputs: list[RequestedOutput] = []
+    for position, item in enumerate(value):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise InvalidArgument(f"outputs[{position}] must be an object with a string 'name'")
+        name = item["name"]
+        outputs.append(RequestedOutput(name, _parameters(f"output '{name}'", item.get("parameters"))))
+    return tuple(outputs)
+
+
+def _wants_binary(
+    name: str, request_params: Parameters, requested: Mapping[str, Parameters]
+) -> bool:
+    params = requested.get(name)
+    if params is not None and "binary_data" in params:
+        return bool(params["binary_data"])
+    return bool(request_params.get("binary_data_output", False))
+
+
+def _json_data(tensor: Tensor) -> object:
+    flat = tensor.data.reshape(-1)
+    if tensor.datatype == "BYTES":
+        try:
+            return [
+                item.decode("utf-8") if isinstance(item, bytes) else str(item) for item in flat
+            ]
+        except UnicodeDecodeError:
+            raise InvalidArgument(
+                f"output '{tensor.name}' holds bytes that are not UTF-8; "
+                "request it with binary_data"
+            ) from None
+    return np.ascontiguousarray(flat)
+
+
+def encode_infer_response(
+    response: InferenceResponse,
+    request_params: Parameters = EMPTY_PARAMS,
+    requested: Sequence[RequestedOutput] | None = None,
+) -> tuple[bytes, int | None]:
+    """Encode a response; returns (body, json header length or None when all JSON)."""
+    wanted = {out.name: out.parameters for out in requested or ()}
+    outputs: list[dict[str, object]] = []
+    chunks: list[bytes] = []
+    for tensor in response.outputs:
+        entry: dict[str, object] = {
+            "name": tensor.name,
+            "datatype": tensor.datatype,
+            "shape": list(tensor.shape),
+        }
+        if _wants_binary(tensor.name, request_params, wanted):
+            raw = encode_raw(tensor.data, tensor.datatype)
+            entry["parameters"] = {**tensor.parameters, "binary_data_size": len(raw)}
+            chunks.append(raw)
+        else:
+            if tensor.parameters:
+                entry["parameters"] = dict(tensor.parameters)
+            entry["data"] = _json_data(tensor)
+        outputs.append(entry)
+    doc: dict[str, object] = {
+        "model_name": response.model_name,
+        "model_version": response.model_version,
+        "outputs": outputs,
+    }
+    if response.id is not None:
+        doc["id"] = response.id
+    if response.parameters:
+        doc["parameters"] = dict(response.parameters)
+    header = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not chunks:
+        return header, None
+    return header + b"".join(chunks), len(header)

@@ -1,0 +1,173 @@
+"""Validated configuration: the per-model ``model.yaml`` and the server settings."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from modelserve.codecs.tensors import DATATYPES
+from modelserve.errors import ModelLoadError
+
+MODEL_CONFIG_FILE = "model.yaml"
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
+
+
+def valid_model_name(name: str) -> bool:
+    return bool(NAME_PATTERN.match(name)) and ".." not in name
+
+
+class TensorConfig(BaseModel):
+    """One input or output. ``shape`` is the full shape a request carries, -1 for a variable dim;
+    for a batchable model (max_batch_size > 0) the first dimension is the batch and must be -1."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    datatype: str
+    shape: list[int] = Field(min_length=0)
+
+    @field_validator("datatype")
+    @classmethod
+    def _known_datatype(cls, value: str) -> str:
+        if value not in DATATYPES:
+            raise ValueError(f"unknown datatype '{value}', expected one of {sorted(DATATYPES)}")
+        return value
+
+    @field_validator("shape")
+    @classmethod
+    def _dims(cls, value: list[int]) -> list[int]:
+        for dim in value:
+            if dim < -1 or dim == 0:
+                raise ValueError(f"dimension {dim} is not allowed: use a positive size or -1")
+        return value
+
+
+class VersionPolicy(BaseModel):
+    """Which versions of the model are served: exactly one of ``latest``, ``all``, ``specific``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    latest: int | None = Field(default=None, ge=1)
+    all: bool | None = None
+    specific: list[int] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> VersionPolicy:
+        chosen = [k for k in ("latest", "all", "specific") if getattr(self, k) not in (None, False)]
+        if len(chosen) != 1:
+            raise ValueError("give exactly one of 'latest: N', 'all: true' or 'specific: [..]'")
+        return self
+
+    def select(self, versions: list[int]) -> list[int]:
+        ordered = sorted(versions)
+        if self.all:
+            return ordered
+        if self.specific is not None:
+            wanted = set(self.specific)
+            return [v for v in ordered if v in wanted]
+        assert self.latest is not None
+        return ordered[-self.latest :]
+
+
+ParamScalar = str | int | float | bool
+
+
+class ModelConfig(BaseModel):
+    """The contents of ``<repo>/<model>/model.yaml``. Every key is optional where the artifact
+    says enough."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    runtime: str | None = Field(
+        default=None,
+        description="onnx | sklearn | xgboost | lightgbm | python, or 'package.module:Class'. "
+        "Inferred from the artifact's file extension when left out.",
+    )
+    artifact: str | None = Field(
+        default=None, description="File name of the artifact inside each version folder."
+    )
+    platform: str | None = Field(default=None, description="Platform reported in metadata.")
+    max_batch_size: int | None = Field(
+        default=None,
+        ge=0,
+        description="Largest batch (first dimension) a request may carry; 0 = not batchable.",
+    )
+    inputs: list[TensorConfig] | None = None
+    outputs: list[TensorConfig] | None = None
+    version_policy: VersionPolicy = Field(default_factory=lambda: VersionPolicy(latest=1))
+    parameters: dict[str, ParamScalar] = Field(default_factory=dict)
+    trust: bool = Field(
+        default=False,
+        description="Allow loading pickle/joblib artifacts, which can run arbitrary code.",
+    )
+    entrypoint: str | None = Field(
+        default=None,
+        description="python runtime: 'module:Class' where module.py lives in the version "
+        "folder or the model folder.",
+    )
+    instances: int = Field(default=1, ge=1, le=64, description="Parallel executions.")
+
+    @field_validator("inputs", "outputs")
+    @classmethod
+    def _unique_names(cls, value: list[TensorConfig] | None) -> list[TensorConfig] | None:
+        if value is not None:
+            names = [t.name for t in value]
+            if len(set(names)) != len(names):
+                raise ValueError(f"duplicate tensor names in {names}")
+        return value
+
+    @field_validator("entrypoint")
+    @classmethod
+    def _entrypoint_form(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", value):
+            raise ValueError("entrypoint must look like 'module:ClassName'")
+        return value
+
+
+def _format_validation_error(path: Path, error: ValidationError) -> str:
+    problems = []
+    for item in error.errors():
+        key = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        problems.append(f"{key}: {item['msg']}")
+    return f"{path}: " + "; ".join(problems)
+
+
+def parse_model_config(data: Any, source: Path) -> ModelConfig:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{source}: expected a mapping of keys, got {type(data).__name__}")
+    try:
+        return ModelConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ModelLoadError(_format_validation_error(source, exc)) from None
+
+
+def load_model_config(model_dir: Path) -> ModelConfig:
+    """Read ``model.yaml`` (absent means all defaults); errors name the file and the key."""
+    path = model_dir / MODEL_CONFIG_FILE
+    if not path.exists():
+        return ModelConfig()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ModelLoadError(f"{path}: not valid YAML: {exc}") from None
+    return parse_model_config(data, path)
+
+
+class Settings(BaseModel):
+    """Server settings, built once (by the CLI or a test) and passed down."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model_repository: Path
+    host: str = "127.0.0.1"
+    http_port: int = Field(default=8000, ge=0, le=65535)
+    server_name: str = "modelserve"
+    max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    load_threads: int = Field(default=4, ge=1)

@@ -1,0 +1,237 @@
+"""A loaded model version: its declared signature (config merged with what the artifact says),
+request validation against it, and its Triton model-configuration document."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from modelserve.codecs.tensors import V2_TO_NUMPY, V2_TO_TRITON
+from modelserve.config import ModelConfig, TensorConfig
+from modelserve.errors import InternalError, InvalidArgument, ModelLoadError
+from modelserve.runtimes.base import Arrays, LoadContext, Runtime
+from modelserve.types import InferenceRequest, RequestedOutput, Tensor, TensorSpec, shape_of
+
+DEFAULT_MAX_BATCH_SIZE = 64
+"""max_batch_size given to a model whose artifact has a variable first dimension everywhere and
+whose config says nothing."""
+
+
+@dataclass(slots=True)
+class LoadedModel:
+    name: str
+    version: str
+    platform: str
+    runtime_name: str
+    config: ModelConfig
+    runtime: Runtime
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    max_batch_size: int
+    labels: tuple[str, ...] = ()
+    instances: asyncio.Semaphore = field(init=False)
+    _inputs_by_name: dict[str, TensorSpec] = field(init=False)
+    _outputs_by_name: dict[str, TensorSpec] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.instances = asyncio.Semaphore(self.config.instances)
+        self._inputs_by_name = {t.name: t for t in self.inputs}
+        self._outputs_by_name = {t.name: t for t in self.outputs}
+
+    # ---- request checks ----------------------------------------------------------------------
+
+    def check_inputs(self, request: InferenceRequest) -> Arrays:
+        """Validate names, datatypes, shapes and batch size; return the arrays by name."""
+        arrays: Arrays = {}
+        batch: int | None = None
+        for tensor in request.inputs:
+            spec = self._inputs_by_name.get(tensor.name)
+            if spec is None:
+                raise InvalidArgument(
+                    f"model '{self.name}' has no input '{tensor.name}'; "
+                    f"its inputs are {sorted(self._inputs_by_name)}"
+                )
+            if tensor.datatype != spec.datatype:
+                raise InvalidArgument(
+                    f"input '{tensor.name}': datatype {tensor.datatype} given, "
+                    f"model expects {spec.datatype}"
+                )
+            if not _shape_fits(tensor.shape, spec.shape):
+                raise InvalidArgument(
+                    f"input '{tensor.name}': shape {list(tensor.shape)} does not match "
+                    f"the model's {list(spec.shape)}"
+                )
+            if self.max_batch_size > 0:
+                rows = tensor.shape[0]
+                if batch is not None and rows != batch:
+                    raise InvalidArgument(
+                        f"inputs disagree on the batch size ({batch} and {rows})"
+                    )
+                batch = rows
+            arrays[tensor.name] = tensor.data
+        missing = [name for name in self._inputs_by_name if name not in arrays]
+        if missing:
+            raise InvalidArgument(f"model '{self.name}' needs input(s) {missing}")
+        if batch is not None and batch > self.max_batch_size:
+            raise InvalidArgument(
+                f"batch size {batch} exceeds the model's max_batch_size {self.max_batch_size}"
+            )
+        return arrays
+
+    def check_requested(
+        self, requested: tuple[RequestedOutput, ...] | None
+    ) -> tuple[TensorSpec, ...]:
+        if requested is None:
+            return self.outputs
+        specs = []
+        for out in requested:
+            spec = self._outputs_by_name.get(out.name)
+            if spec is None:
+                raise InvalidArgument(
+                    f"model '{self.name}' has no output '{out.name}'; "
+                    f"its outputs are {sorted(self._outputs_by_name)}"
+                )
+            if "classification" in out.parameters:
+                raise InvalidArgument(
+                    f"output '{out.name}': the classification extension is not supported"
+                )
+            specs.append(spec)
+        return tuple(specs)
+
+    def build_outputs(
+        self, produced: Arrays, specs: tuple[TensorSpec, ...], batch: int | None
+    ) -> tuple[Tensor, ...]:
+        """Pick the wanted outputs, cast them to their declared datatype, check row counts."""
+        tensors = []
+        for spec in specs:
+            value = produced.get(spec.name)
+            if value is None:
+                raise InternalError(
+                    f"model '{self.name}' did not produce output '{spec.name}'"
+                )
+            array = _as_datatype(np.asarray(value), spec.datatype)
+            if batch is not None and (array.ndim == 0 or array.shape[0] != batch):
+                raise InternalError(
+                    f"model '{self.name}' returned {array.shape[0] if array.ndim else 0} rows "
+                    f"for output '{spec.name}' but was given {batch}"
+                )
+            tensors.append(Tensor(spec.name, spec.datatype, shape_of(array), array))
+        return tuple(tensors)
+
+    # ---- documents -------------------------------------------------------------------------
+
+    def triton_config(self) -> dict[str, Any]:
+        """The Triton model configuration (protobuf-JSON form) perf_analyzer and clients read."""
+        skip = 1 if self.max_batch_size > 0 else 0
+
+        def tensor(spec: TensorSpec) -> dict[str, Any]:
+            return {
+                "name": spec.name,
+                "data_type": V2_TO_TRITON[spec.datatype],
+                "dims": list(spec.shape[skip:]),
+            }
+
+        policy = self.config.version_policy
+        if policy.all:
+            version_policy: dict[str, Any] = {"all": {}}
+        elif policy.specific is not None:
+            version_policy = {"specific": {"versions": policy.specific}}
+        else:
+            version_policy = {"latest": {"num_versions": policy.latest}}
+        return {
+            "name": self.name,
+            "platform": self.platform,
+            "backend": self.runtime_name,
+            "version_policy": version_policy,
+            "max_batch_size": self.max_batch_size,
+            "input": [tensor(s) for s in self.inputs],
+            "output": [tensor(s) for s in self.outputs],
+            "instance_group": [
+                {"name": self.name, "kind": "KIND_CPU", "count": self.config.instances}
+            ],
+            "parameters": {
+                key: {"string_value": str(value)} for key, value in self.config.parameters.items()
+            },
+        }
+
+
+def _shape_fits(shape: tuple[int, ...], spec: tuple[int, ...]) -> bool:
+    if len(shape) != len(spec):
+        return False
+    return all(want == -1 or got == want for got, want in zip(shape, spec, strict=True))
+
+
+def _as_datatype(array: npt.NDArray[Any], datatype: str) -> npt.NDArray[Any]:
+    dtype = V2_TO_NUMPY[datatype]
+    if array.dtype == dtype:
+        return array
+    if datatype == "BYTES":
+        out = np.empty(array.shape, dtype=object)
+        for index, item in np.ndenumerate(array):
+            out[index] = item if isinstance(item, bytes) else str(item).encode("utf-8")
+        return out
+    return array.astype(dtype)
+
+
+def _specs(configured: list[TensorConfig] | None) -> tuple[TensorSpec, ...] | None:
+    if configured is None:
+        return None
+    return tuple(TensorSpec(t.name, t.datatype, tuple(t.shape)) for t in configured)
+
+
+def _merge(
+    kind: str, configured: tuple[TensorSpec, ...] | None, found: tuple[TensorSpec, ...]
+) -> tuple[TensorSpec, ...]:
+    if configured is None:
+        if not found:
+            raise ModelLoadError(f"the artifact does not tell its {kind}; declare them in model.yaml")
+        return found
+    known = {t.name: t for t in found}
+    for spec in configured:
+        other = known.get(spec.name)
+        if found and other is None:
+            raise ModelLoadError(
+                f"model.yaml declares {kind[:-1]} '{spec.name}', but the artifact has "
+                f"{sorted(known)}"
+            )
+        if other is not None and other.datatype != spec.datatype:
+            raise ModelLoadError(
+                f"model.yaml declares {kind[:-1]} '{spec.name}' as {spec.datatype}, "
+                f"but the artifact has {other.datatype}"
+            )
+    return configured
+
+
+def build_loaded_model(ctx: LoadContext, runtime: Runtime, runtime_name: str) -> LoadedModel:
+    """Merge the config with the runtime's signature and check that they agree."""
+    signature = runtime.signature()
+    config = ctx.config
+    inputs = _merge("inputs", _specs(config.inputs), signature.inputs)
+    outputs = _merge("outputs", _specs(config.outputs), signature.outputs)
+    if config.max_batch_size is not None:
+        max_batch = config.max_batch_size
+    else:
+        max_batch = DEFAULT_MAX_BATCH_SIZE if signature.batchable else 0
+    if max_batch > 0:
+        for spec in inputs + outputs:
+            if not spec.shape or spec.shape[0] != -1:
+                raise ModelLoadError(
+                    f"max_batch_size is {max_batch}, so the first dimension of '{spec.name}' "
+                    f"must be -1 (the batch), but its shape is {list(spec.shape)}"
+                )
+    return LoadedModel(
+        name=ctx.model_name,
+        version=ctx.version,
+        platform=config.platform or runtime.platform,
+        runtime_name=runtime_name.rsplit(":", 1)[-1],
+        config=config,
+        runtime=runtime,
+        inputs=inputs,
+        outputs=outputs,
+        max_batch_size=max_batch,
+        labels=signature.labels,
+    )

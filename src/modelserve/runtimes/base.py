@@ -1,0 +1,79 @@
+"""The Runtime contract every model adapter implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy.typing as npt
+
+from modelserve.config import ModelConfig
+from modelserve.errors import ModelLoadError
+from modelserve.types import RuntimeSignature
+
+Arrays = dict[str, npt.NDArray[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class LoadContext:
+    """Everything a runtime needs to load one version of one model."""
+
+    model_name: str
+    version: str
+    model_dir: Path
+    version_dir: Path
+    config: ModelConfig
+
+    def find_artifact(self, suffixes: tuple[str, ...]) -> Path:
+        """The artifact named in the config, else the single file in the version folder whose
+        name ends with one of ``suffixes``."""
+        if self.config.artifact is not None:
+            path = (self.version_dir / self.config.artifact).resolve()
+            if self.version_dir.resolve() not in path.parents:
+                raise ModelLoadError(f"artifact '{self.config.artifact}' is outside {self.version_dir}")
+            if not path.is_file():
+                raise ModelLoadError(f"artifact '{self.config.artifact}' not found in {self.version_dir}")
+            return path
+        found = sorted(
+            p for p in self.version_dir.iterdir() if p.is_file() and p.name.endswith(suffixes)
+        )
+        if not found:
+            raise ModelLoadError(
+                f"no artifact ending with {' or '.join(suffixes)} in {self.version_dir}"
+            )
+        if len(found) > 1:
+            names = ", ".join(p.name for p in found)
+            raise ModelLoadError(
+                f"several artifacts in {self.version_dir} ({names}); name one with 'artifact:'"
+            )
+        return found[0]
+
+
+class Runtime(ABC):
+    """One loaded model version. ``predict`` may be called from several threads at once when
+    the model config asks for several instances, so implementations must be thread-safe or
+    keep ``instances: 1``."""
+
+    platform: ClassVar[str] = ""
+    """Reported as ``platform`` in metadata and the Triton model configuration."""
+
+    artifact_suffixes: ClassVar[tuple[str, ...]] = ()
+    """File endings this runtime loads; used to infer the runtime when the config names none."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, ctx: LoadContext) -> Runtime:
+        """Load the artifact; raise ModelLoadError with a reason on failure."""
+
+    @abstractmethod
+    def signature(self) -> RuntimeSignature:
+        """Inputs and outputs as far as the artifact tells them."""
+
+    @abstractmethod
+    def predict(self, inputs: Arrays) -> Arrays:
+        """Run the model on named arrays and return named arrays."""
+
+    def unload(self) -> None:  # noqa: B027 - optional hook, no-op by default
+        """Release resources held by the model."""

@@ -1,0 +1,83 @@
+"""Lazy registry of runtimes: short names map to 'module:Class' strings imported on first use."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from pathlib import Path
+
+from modelserve.errors import ModelLoadError
+from modelserve.runtimes.base import Runtime
+
+BUILTIN_RUNTIMES: Mapping[str, str] = {
+    "onnx": "modelserve.runtimes.onnx:OnnxRuntime",
+    "sklearn": "modelserve.runtimes.sklearn:SklearnRuntime",
+    "xgboost": "modelserve.runtimes.xgboost:XGBoostRuntime",
+    "lightgbm": "modelserve.runtimes.lightgbm:LightGBMRuntime",
+    "python": "modelserve.runtimes.python:PythonRuntime",
+}
+
+# File endings that name their runtime without a config. Ambiguous ones (.json, .txt) need
+# ``runtime:`` in model.yaml.
+SUFFIX_RUNTIMES: tuple[tuple[str, str], ...] = (
+    (".onnx", "onnx"),
+    (".skops", "sklearn"),
+    (".joblib", "sklearn"),
+    (".pkl", "sklearn"),
+    (".pickle", "sklearn"),
+    (".ubj", "xgboost"),
+    (".xgb.json", "xgboost"),
+    (".lgb.txt", "lightgbm"),
+)
+
+
+class RuntimeRegistry:
+    def __init__(self, builtins: Mapping[str, str] = BUILTIN_RUNTIMES) -> None:
+        self._targets: dict[str, str] = dict(builtins)
+        self._loaded: dict[str, type[Runtime]] = {}
+
+    def register(self, name: str, target: str) -> None:
+        if name in self._targets:
+            raise ValueError(f"runtime '{name}' is already registered as {self._targets[name]}")
+        self._targets[name] = target
+
+    def names(self) -> list[str]:
+        return sorted(self._targets)
+
+    def resolve(self, name: str) -> type[Runtime]:
+        """The Runtime class for a short name or a 'module:Class' string."""
+        if name in self._loaded:
+            return self._loaded[name]
+        target = self._targets.get(name, name)
+        if ":" not in target:
+            raise ModelLoadError(
+                f"unknown runtime '{name}'; expected one of {self.names()} or 'module:Class'"
+            )
+        module_name, _, class_name = target.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            extra = f" (install modelserve[{name}])" if name in BUILTIN_RUNTIMES else ""
+            raise ModelLoadError(f"runtime '{name}' cannot be imported: {exc}{extra}") from None
+        cls = getattr(module, class_name, None)
+        if not (isinstance(cls, type) and issubclass(cls, Runtime)):
+            raise ModelLoadError(f"'{target}' is not a modelserve Runtime class")
+        self._loaded[name] = cls
+        return cls
+
+
+def infer_runtime_name(version_dir: Path) -> str:
+    """Guess the runtime from the files of a version folder."""
+    files = [p.name for p in version_dir.iterdir() if p.is_file()]
+    matches = {rt for name in files for suffix, rt in SUFFIX_RUNTIMES if name.endswith(suffix)}
+    if len(matches) == 1:
+        return matches.pop()
+    if not matches:
+        raise ModelLoadError(
+            f"cannot tell the runtime of {version_dir} from its files ({', '.join(files) or 'none'});"
+            " set 'runtime:' in model.yaml"
+        )
+    raise ModelLoadError(
+        f"files in {version_dir} fit several runtimes ({', '.join(sorted(matches))});"
+        " set 'runtime:' in model.yaml"
+    )

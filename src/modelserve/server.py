@@ -1,0 +1,111 @@
+"""Composition root: builds every component from Settings, then start -> serve -> stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Generator
+from concurrent.futures import ThreadPoolExecutor
+from importlib.metadata import PackageNotFoundError, version
+
+import uvicorn
+
+from modelserve.config import Settings
+from modelserve.dataplane import DataPlane
+from modelserve.repository import ModelRepository
+from modelserve.runtimes.registry import RuntimeRegistry
+from modelserve.transports.rest import RestApp
+
+log = logging.getLogger("modelserve.server")
+
+
+def package_version() -> str:
+    try:
+        return version("modelserve")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+class _UvicornServer(uvicorn.Server):
+    """uvicorn's server without its signal handling: the CLI owns signals, so that SIGTERM can
+    drain and exit 0 instead of being re-raised."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+class Server:
+    """One modelserve process: repository, dataplane and transports."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.executor = ThreadPoolExecutor(
+            max_workers=max(2, os.cpu_count() or 1), thread_name_prefix="infer"
+        )
+        self.repository = ModelRepository(
+            settings.model_repository, RuntimeRegistry(), settings.load_threads
+        )
+        self.dataplane = DataPlane(
+            self.repository, self.executor, settings.server_name, package_version()
+        )
+        self.rest_app = RestApp(self.dataplane, settings.max_request_bytes)
+        self._http_socket: socket.socket | None = None
+        self._uvicorn: _UvicornServer | None = None
+        self._serve_task: asyncio.Task[None] | None = None
+
+    @property
+    def http_port(self) -> int:
+        if self._http_socket is None:
+            raise RuntimeError("server not started")
+        return int(self._http_socket.getsockname()[1])
+
+    async def start(self) -> None:
+        """Bind, start answering (live, not ready), load the models, then turn ready."""
+        self._http_socket = bind_socket(self.settings.host, self.settings.http_port)
+        config = uvicorn.Config(
+            self.rest_app,
+            http="httptools",
+            loop="none",
+            lifespan="off",
+            access_log=False,
+            log_config=None,
+            server_header=False,
+            date_header=False,
+            timeout_keep_alive=30,
+        )
+        self._uvicorn = _UvicornServer(config)
+        self._serve_task = asyncio.create_task(self._uvicorn.serve(sockets=[self._http_socket]))
+        while not self._uvicorn.started:
+            if self._serve_task.done():
+                self._serve_task.result()
+            await asyncio.sleep(0.005)
+        log.info(
+            "HTTP listening on http://%s:%d", self.settings.host, self.http_port
+        )
+        await asyncio.to_thread(self.repository.load_all)
+        self.dataplane.set_ready(True)
+        log.info("server ready with %d model(s)", len(list(self.repository.names())))
+
+    async def stop(self) -> None:
+        self.dataplane.set_ready(False)
+        if self._uvicorn is not None and self._serve_task is not None:
+            self._uvicorn.should_exit = True
+            await self._serve_task
+        await asyncio.to_thread(self.repository.unload_all)
+        self.executor.shutdown(wait=True)
+        if self._http_socket is not None:
+            self._http_socket.close()

@@ -1,0 +1,221 @@
+"""V2 REST over a bare ASGI application (served by uvicorn with httptools).
+
+Routing is a split of the path, not a framework router: for small models the server's own
+overhead is the latency. Every error leaves as ``{"error": "..."}`` with the status from the
+one ErrorCode table.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from modelserve.codecs.v2_json import decode_infer_request, encode_infer_response
+from modelserve.dataplane import DataPlane
+from modelserve.errors import (
+    InvalidArgument,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    ServerError,
+    http_status,
+)
+from modelserve.types import ModelMetadata, TensorSpec
+
+log = logging.getLogger("modelserve.rest")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+JSON = b"application/json"
+OCTETS = b"application/octet-stream"
+HEADER_LENGTH = b"inference-header-content-length"
+
+
+def _tensor_meta(spec: TensorSpec) -> dict[str, Any]:
+    return {"name": spec.name, "datatype": spec.datatype, "shape": list(spec.shape)}
+
+
+def _metadata_doc(meta: ModelMetadata) -> dict[str, Any]:
+    return {
+        "name": meta.name,
+        "versions": list(meta.versions),
+        "platform": meta.platform,
+        "inputs": [_tensor_meta(t) for t in meta.inputs],
+        "outputs": [_tensor_meta(t) for t in meta.outputs],
+    }
+
+
+class Reply:
+    __slots__ = ("status", "body", "headers")
+
+    def __init__(
+        self, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
+        self.status = status
+        self.body = body
+        self.headers = headers or [(b"content-type", JSON)]
+
+
+def json_reply(doc: object, status: int = 200) -> Reply:
+    return Reply(status, orjson.dumps(doc))
+
+
+def error_reply(exc: ServerError) -> Reply:
+    return json_reply({"error": exc.message}, http_status(exc.code))
+
+
+class RestApp:
+    """The ASGI application. ``dataplane`` does the work; this class only translates."""
+
+    def __init__(self, dataplane: DataPlane, max_request_bytes: int) -> None:
+        self._dp = dataplane
+        self._max_bytes = max_request_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        try:
+            reply = await self._dispatch(scope, receive)
+        except ServerError as exc:
+            reply = error_reply(exc)
+        except Exception:
+            request_id = uuid.uuid4().hex
+            log.exception("internal error handling %s %s (request %s)",
+                          scope["method"], scope["path"], request_id)
+            reply = json_reply({"error": f"internal server error (request id {request_id})"}, 500)
+        headers = reply.headers + [(b"content-length", str(len(reply.body)).encode())]
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+        await send({"type": "http.response.body", "body": reply.body})
+
+    async def _dispatch(self, scope: Scope, receive: Receive) -> Reply:
+        parts = scope["path"].strip("/").split("/")
+        method = scope["method"]
+        if not parts or parts[0] != "v2":
+            raise NotFound(f"no route for {scope['path']}")
+        rest = parts[1:]
+        if not rest:
+            _allow(method, "GET")
+            meta = self._dp.server_metadata()
+            return json_reply(
+                {"name": meta.name, "version": meta.version, "extensions": list(meta.extensions)}
+            )
+        head = rest[0]
+        if head == "health" and len(rest) == 2 and rest[1] in ("live", "ready"):
+            _allow(method, "GET")
+            ok = self._dp.live() if rest[1] == "live" else self._dp.ready()
+            return json_reply({rest[1]: ok}, 200 if ok else 503)
+        if head == "models" and len(rest) >= 2:
+            return await self._model_route(method, rest[1], rest[2:], scope, receive)
+        if head == "repository" and rest[1:] == ["index"]:
+            _allow(method, "POST")
+            body = await self._read_body(scope, receive)
+            ready_only = _index_ready_flag(body)
+            rows = self._dp.repository_index(ready_only)
+            return json_reply(
+                [
+                    {"name": r.name, "version": r.version, "state": r.state.value, "reason": r.reason}
+                    for r in rows
+                ]
+            )
+        raise NotFound(f"no route for {scope['path']}")
+
+    async def _model_route(
+        self, method: str, name: str, tail: list[str], scope: Scope, receive: Receive
+    ) -> Reply:
+        version = ""
+        if len(tail) >= 2 and tail[0] == "versions":
+            version, tail = tail[1], tail[2:]
+            if not version:
+                raise NotFound("empty model version in path")
+        action = tail[0] if len(tail) == 1 else "" if not tail else None
+        if action == "infer":
+            _allow(method, "POST")
+            return await self._infer(name, version, scope, receive)
+        if action == "":
+            _allow(method, "GET")
+            return json_reply(_metadata_doc(self._dp.model_metadata(name, version)))
+        if action == "ready":
+            _allow(method, "GET")
+            ready = self._dp.model_ready(name, version)
+            return json_reply({"name": name, "ready": ready}, 200 if ready else 503)
+        if action == "config":
+            _allow(method, "GET")
+            return json_reply(self._dp.model_config(name, version))
+        raise NotFound(f"no route for {scope['path']}")
+
+    async def _infer(self, name: str, version: str, scope: Scope, receive: Receive) -> Reply:
+        header_length: int | None = None
+        for key, value in scope["headers"]:
+            if key == HEADER_LENGTH:
+                try:
+                    header_length = int(value)
+                except ValueError:
+                    raise InvalidArgument(
+                        "Inference-Header-Content-Length must be an integer"
+                    ) from None
+        body = await self._read_body(scope, receive)
+        request = decode_infer_request(body, header_length, name, version)
+        response = await self._dp.infer(request)
+        payload, json_length = encode_infer_response(
+            response, request.parameters, request.outputs
+        )
+        if json_length is None:
+            return Reply(200, payload)
+        return Reply(
+            200,
+            payload,
+            [(b"content-type", OCTETS), (HEADER_LENGTH, str(json_length).encode())],
+        )
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        for key, value in scope["headers"]:
+            if key == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    raise InvalidArgument("Content-Length must be an integer") from None
+                if declared > self._max_bytes:
+                    raise PayloadTooLarge(
+                        f"request body of {declared} bytes exceeds the limit of "
+                        f"{self._max_bytes} bytes"
+                    )
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise InvalidArgument("client disconnected before sending the whole body")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self._max_bytes:
+                raise PayloadTooLarge(f"request body exceeds the limit of {self._max_bytes} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _allow(method: str, allowed: str) -> None:
+    if method != allowed:
+        raise MethodNotAllowed(f"method {method} is not allowed here; use {allowed}")
+
+
+def _index_ready_flag(body: bytes) -> bool:
+    if not body.strip():
+        return False
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidArgument(f"malformed JSON in request body: {exc}") from None
+    if not isinstance(doc, dict):
+        raise InvalidArgument("the request body must be a JSON object")
+    ready = doc.get("ready", False)
+    if not isinstance(ready, bool):
+        raise InvalidArgument("'ready' must be a boolean")
+    return ready
