@@ -9,7 +9,6 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from modelserve.codecs.tensors import DATATYPES
 from modelserve.errors import ModelLoadError
 
 MODEL_CONFIG_FILE = "model.yaml"
@@ -17,7 +16,14 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
 
 
 def valid_model_name(name: str) -> bool:
+    """Model names reach the filesystem and URLs: letters, digits, '_', '.', '-' only."""
     return bool(NAME_PATTERN.match(name)) and ".." not in name
+
+
+Datatype = Literal[
+    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
+    "FP16", "FP32", "FP64", "BYTES",
+]  # fmt: skip
 
 
 class TensorConfig(BaseModel):
@@ -27,15 +33,8 @@ class TensorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1)
-    datatype: str
+    datatype: Datatype
     shape: list[int] = Field(min_length=0)
-
-    @field_validator("datatype")
-    @classmethod
-    def _known_datatype(cls, value: str) -> str:
-        if value not in DATATYPES:
-            raise ValueError(f"unknown datatype '{value}', expected one of {sorted(DATATYPES)}")
-        return value
 
     @field_validator("shape")
     @classmethod
@@ -167,6 +166,8 @@ class Settings(BaseModel):
     model_repository: Path
     host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=0, le=65535)
+    grpc_port: int = Field(default=8001, ge=0, le=65535)
+    grpc_max_message_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     server_name: str = "modelserve"
     max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -68,9 +68,7 @@ class LoadedModel:
             if self.max_batch_size > 0:
                 rows = tensor.shape[0]
                 if batch is not None and rows != batch:
-                    raise InvalidArgument(
-                        f"inputs disagree on the batch size ({batch} and {rows})"
-                    )
+                    raise InvalidArgument(f"inputs disagree on the batch size ({batch} and {rows})")
                 batch = rows
             arrays[tensor.name] = tensor.data
         missing = [name for name in self._inputs_by_name if name not in arrays]
@@ -110,9 +108,7 @@ class LoadedModel:
         for spec in specs:
             value = produced.get(spec.name)
             if value is None:
-                raise InternalError(
-                    f"model '{self.name}' did not produce output '{spec.name}'"
-                )
+                raise InternalError(f"model '{self.name}' did not produce output '{spec.name}'")
             array = _as_datatype(np.asarray(value), spec.datatype)
             if batch is not None and (array.ndim == 0 or array.shape[0] != batch):
                 raise InternalError(
@@ -188,7 +184,9 @@ def _merge(
 ) -> tuple[TensorSpec, ...]:
     if configured is None:
         if not found:
-            raise ModelLoadError(f"the artifact does not tell its {kind}; declare them in model.yaml")
+            raise ModelLoadError(
+                f"the artifact does not tell its {kind}; declare them in model.yaml"
+            )
         return found
     known = {t.name: t for t in found}
     for spec in configured:

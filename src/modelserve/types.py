@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
@@ -82,7 +82,7 @@ class ServerMetadata:
     extensions: tuple[str, ...]
 
 
-class ModelState(str, Enum):
+class ModelState(StrEnum):
     LOADING = "LOADING"
     READY = "READY"
     UNLOADING = "UNLOADING"

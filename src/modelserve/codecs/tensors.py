@@ -1,4 +1,4 @@
-"""THE dtype table, and raw (binary) tensor encoding shared by REST binary data and gRPC raw contents."""
+"""THE dtype table, and the raw tensor encoding shared by REST binary data and gRPC."""
 
 from __future__ import annotations
 

@@ -42,9 +42,7 @@ def _parameters(where: str, value: object) -> Parameters:
         raise InvalidArgument(f"{where}: 'parameters' must be a JSON object")
     for key, item in value.items():
         if not isinstance(item, str | int | float | bool):
-            raise InvalidArgument(
-                f"{where}: parameter '{key}' must be a string, number or boolean"
-            )
+            raise InvalidArgument(f"{where}: parameter '{key}' must be a string, number or boolean")
     return value
 
 
@@ -78,7 +76,13 @@ def decode_json_data(
         except (ValueError, TypeError) as exc:
             raise InvalidArgument(f"input '{name}': data is not a regular array: {exc}") from None
         kind = probe.dtype.kind
-        allowed = "b" if datatype == "BOOL" else _INT_KINDS if dtype.kind in "iu" else _FLOAT_OK_KINDS
+        allowed = (
+            "b" if datatype == "BOOL" else _INT_KINDS if dtype.kind in "iu" else _FLOAT_OK_KINDS
+        )
+        if probe.size and dtype.kind in "iu" and kind in "fO":
+            # Integers beyond int64 (UINT64's upper half) make numpy pick float or object.
+            probe = _large_integers(name, data, dtype)
+            kind = probe.dtype.kind
         if probe.size and kind not in allowed:
             raise InvalidArgument(
                 f"input '{name}': data holds {_kind_name(kind)} values, which do not fit "
@@ -91,10 +95,19 @@ def decode_json_data(
         array = probe.astype(dtype, copy=False)
     if array.size != count:
         raise InvalidArgument(
-            f"input '{name}': {array.size} elements given, but shape {list(shape)} "
-            f"needs {count}"
+            f"input '{name}': {array.size} elements given, but shape {list(shape)} needs {count}"
         )
     return array.reshape(shape)
+
+
+def _large_integers(name: str, data: object, dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+    items = np.asarray(data, dtype=object)
+    if not all(type(item) is int for item in items.flat):
+        return items
+    try:
+        return np.asarray(data, dtype=dtype)
+    except OverflowError:
+        raise InvalidArgument(f"input '{name}': a value is out of range for {dtype}") from None
 
 
 def _kind_name(kind: str) -> str:
@@ -186,7 +199,9 @@ def _decode_input(
         if "data" in item:
             raise InvalidArgument(f"input '{name}': give either 'data' or binary_data_size")
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-            raise InvalidArgument(f"input '{name}': binary_data_size must be a non-negative integer")
+            raise InvalidArgument(
+                f"input '{name}': binary_data_size must be a non-negative integer"
+            )
         if offset + size > len(binary):
             raise InvalidArgument(
                 f"input '{name}': binary_data_size {size} runs past the end of the body "
@@ -210,7 +225,9 @@ def _decode_outputs(value: object) -> tuple[RequestedOutput, ...] | None:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise InvalidArgument(f"outputs[{position}] must be an object with a string 'name'")
         name = item["name"]
-        outputs.append(RequestedOutput(name, _parameters(f"output '{name}'", item.get("parameters"))))
+        outputs.append(
+            RequestedOutput(name, _parameters(f"output '{name}'", item.get("parameters")))
+        )
     return tuple(outputs)
 
 
@@ -227,9 +244,7 @@ def _json_data(tensor: Tensor) -> object:
     flat = tensor.data.reshape(-1)
     if tensor.datatype == "BYTES":
         try:
-            return [
-                item.decode("utf-8") if isinstance(item, bytes) else str(item) for item in flat
-            ]
+            return [item.decode("utf-8") if isinstance(item, bytes) else str(item) for item in flat]
         except UnicodeDecodeError:
             raise InvalidArgument(
                 f"output '{tensor.name}' holds bytes that are not UTF-8; "

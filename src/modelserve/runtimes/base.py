@@ -32,9 +32,13 @@ class LoadContext:
         if self.config.artifact is not None:
             path = (self.version_dir / self.config.artifact).resolve()
             if self.version_dir.resolve() not in path.parents:
-                raise ModelLoadError(f"artifact '{self.config.artifact}' is outside {self.version_dir}")
+                raise ModelLoadError(
+                    f"artifact '{self.config.artifact}' is outside {self.version_dir}"
+                )
             if not path.is_file():
-                raise ModelLoadError(f"artifact '{self.config.artifact}' not found in {self.version_dir}")
+                raise ModelLoadError(
+                    f"artifact '{self.config.artifact}' not found in {self.version_dir}"
+                )
             return path
         found = sorted(
             p for p in self.version_dir.iterdir() if p.is_file() and p.name.endswith(suffixes)

@@ -74,8 +74,8 @@ def infer_runtime_name(version_dir: Path) -> str:
         return matches.pop()
     if not matches:
         raise ModelLoadError(
-            f"cannot tell the runtime of {version_dir} from its files ({', '.join(files) or 'none'});"
-            " set 'runtime:' in model.yaml"
+            f"cannot tell the runtime of {version_dir} from its files "
+            f"({', '.join(files) or 'none'}); set 'runtime:' in model.yaml"
         )
     raise ModelLoadError(
         f"files in {version_dir} fit several runtimes ({', '.join(sorted(matches))});"

@@ -52,7 +52,7 @@ def _metadata_doc(meta: ModelMetadata) -> dict[str, Any]:
 
 
 class Reply:
-    __slots__ = ("status", "body", "headers")
+    __slots__ = ("body", "headers", "status")
 
     def __init__(
         self, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
@@ -86,10 +86,14 @@ class RestApp:
             reply = error_reply(exc)
         except Exception:
             request_id = uuid.uuid4().hex
-            log.exception("internal error handling %s %s (request %s)",
-                          scope["method"], scope["path"], request_id)
+            log.exception(
+                "internal error handling %s %s (request %s)",
+                scope["method"],
+                scope["path"],
+                request_id,
+            )
             reply = json_reply({"error": f"internal server error (request id {request_id})"}, 500)
-        headers = reply.headers + [(b"content-length", str(len(reply.body)).encode())]
+        headers = [*reply.headers, (b"content-length", str(len(reply.body)).encode())]
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         await send({"type": "http.response.body", "body": reply.body})
 
@@ -119,7 +123,12 @@ class RestApp:
             rows = self._dp.repository_index(ready_only)
             return json_reply(
                 [
-                    {"name": r.name, "version": r.version, "state": r.state.value, "reason": r.reason}
+                    {
+                        "name": r.name,
+                        "version": r.version,
+                        "state": r.state.value,
+                        "reason": r.reason,
+                    }
                     for r in rows
                 ]
             )
@@ -162,9 +171,7 @@ class RestApp:
         body = await self._read_body(scope, receive)
         request = decode_infer_request(body, header_length, name, version)
         response = await self._dp.infer(request)
-        payload, json_length = encode_infer_response(
-            response, request.parameters, request.outputs
-        )
+        payload, json_length = encode_infer_response(response, request.parameters, request.outputs)
         if json_length is None:
             return Reply(200, payload)
         return Reply(

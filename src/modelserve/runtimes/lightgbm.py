@@ -1,0 +1,59 @@
+"""LightGBM boosters saved as text with ``Booster.save_model``."""
+
+from __future__ import annotations
+
+import lightgbm as lgb
+import numpy as np
+
+from modelserve.errors import ModelLoadError
+from modelserve.runtimes.base import Arrays, LoadContext, Runtime
+from modelserve.types import RuntimeSignature, TensorSpec
+
+
+def _int_parameter(ctx: LoadContext, key: str, default: int) -> int:
+    value = ctx.config.parameters.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ModelLoadError(f"parameter '{key}' must be an integer, got {value!r}")
+    try:
+        number = int(value)
+    except ValueError:
+        raise ModelLoadError(f"parameter '{key}' must be an integer, got {value!r}") from None
+    if number < 0:
+        raise ModelLoadError(f"parameter '{key}' must be >= 0, got {number}")
+    return number
+
+
+class LightGBMRuntime(Runtime):
+    platform = "lightgbm"
+    artifact_suffixes = (".lgb.txt", ".txt")
+
+    def __init__(self, booster: lgb.Booster, num_threads: int) -> None:
+        self._booster = booster
+        self._num_threads = num_threads
+        per_iteration = booster.num_model_per_iteration()
+        shape = (-1, per_iteration) if per_iteration > 1 else (-1,)
+        self._signature = RuntimeSignature(
+            inputs=(TensorSpec("input", "FP64", (-1, booster.num_feature())),),
+            outputs=(TensorSpec("prediction", "FP64", shape),),
+            batchable=True,
+        )
+
+    @classmethod
+    def load(cls, ctx: LoadContext) -> LightGBMRuntime:
+        path = ctx.find_artifact(cls.artifact_suffixes)
+        num_threads = _int_parameter(ctx, "num_threads", 1)
+        try:
+            booster = lgb.Booster(model_file=str(path))
+        except lgb.basic.LightGBMError as exc:
+            raise ModelLoadError(f"lightgbm cannot load {path.name}: {exc}") from None
+        return cls(booster, num_threads)
+
+    def signature(self) -> RuntimeSignature:
+        return self._signature
+
+    def predict(self, inputs: Arrays) -> Arrays:
+        if len(inputs) != 1:
+            raise ValueError(f"expected one input, got {len(inputs)} ({', '.join(inputs)})")
+        x = next(iter(inputs.values()))
+        prediction = self._booster.predict(x, num_threads=self._num_threads)
+        return {"prediction": np.asarray(prediction, dtype=np.float64)}

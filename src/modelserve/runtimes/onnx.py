@@ -1,0 +1,133 @@
+"""ONNX models through onnxruntime on the CPU."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from modelserve.errors import ModelLoadError
+from modelserve.runtimes.base import Arrays, LoadContext, Runtime
+from modelserve.types import RuntimeSignature, TensorSpec
+
+# ONNX element type (as onnxruntime spells it inside "tensor(...)") -> V2 datatype.
+ONNX_TO_V2: dict[str, str] = {
+    "float": "FP32",
+    "double": "FP64",
+    "float16": "FP16",
+    "int8": "INT8",
+    "int16": "INT16",
+    "int32": "INT32",
+    "int64": "INT64",
+    "uint8": "UINT8",
+    "uint16": "UINT16",
+    "uint32": "UINT32",
+    "uint64": "UINT64",
+    "bool": "BOOL",
+    "string": "BYTES",
+}
+
+
+def _int_parameter(ctx: LoadContext, key: str, default: int) -> int:
+    value = ctx.config.parameters.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ModelLoadError(f"parameter '{key}' must be an integer, got {value!r}")
+    try:
+        number = int(value)
+    except ValueError:
+        raise ModelLoadError(f"parameter '{key}' must be an integer, got {value!r}") from None
+    if number < 0:
+        raise ModelLoadError(f"parameter '{key}' must be >= 0, got {number}")
+    return number
+
+
+def _spec(node: Any, kind: str) -> TensorSpec:
+    """A TensorSpec from an onnxruntime NodeArg; non-tensor types are refused."""
+    type_str: str = node.type
+    if not (type_str.startswith("tensor(") and type_str.endswith(")")):
+        hint = ""
+        if type_str.startswith(("seq(", "map(")):
+            hint = (
+                "; a classifier converted with skl2onnx needs "
+                "options={'zipmap': False} so that probabilities are a plain tensor"
+            )
+        raise ModelLoadError(f"{kind} '{node.name}' has type {type_str}, not a tensor{hint}")
+    element = type_str[len("tensor(") : -1]
+    datatype = ONNX_TO_V2.get(element)
+    if datatype is None:
+        raise ModelLoadError(f"{kind} '{node.name}' has unsupported element type {element}")
+    shape = node.shape if node.shape is not None else []
+    dims = tuple(d if isinstance(d, int) and d > 0 else -1 for d in shape)
+    return TensorSpec(name=node.name, datatype=datatype, shape=dims)
+
+
+def _to_str_array(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """BYTES arrive as object arrays of bytes; onnxruntime string tensors want str."""
+    flat = [
+        item.decode("utf-8") if isinstance(item, bytes | bytearray) else str(item)
+        for item in array.ravel()
+    ]
+    out = np.empty(len(flat), dtype=object)
+    out[:] = flat
+    return out.reshape(array.shape)
+
+
+def _to_bytes_array(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    flat = [item.encode("utf-8") if isinstance(item, str) else item for item in array.ravel()]
+    out = np.empty(len(flat), dtype=object)
+    out[:] = flat
+    return out.reshape(array.shape)
+
+
+class OnnxRuntime(Runtime):
+    platform = "onnxruntime_onnx"
+    artifact_suffixes = (".onnx",)
+
+    def __init__(self, session: Any, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> None:
+        self._session = session
+        self._inputs = tuple(inputs)
+        self._outputs = tuple(outputs)
+        self._output_names = [spec.name for spec in outputs]
+        self._string_inputs = frozenset(s.name for s in inputs if s.datatype == "BYTES")
+        self._string_outputs = frozenset(s.name for s in outputs if s.datatype == "BYTES")
+
+    @classmethod
+    def load(cls, ctx: LoadContext) -> OnnxRuntime:
+        path = ctx.find_artifact(cls.artifact_suffixes)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = _int_parameter(ctx, "intra_op_num_threads", 1)
+        options.inter_op_num_threads = _int_parameter(ctx, "inter_op_num_threads", 1)
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ModelLoadError(f"onnxruntime cannot load {path.name}: {exc}") from None
+        inputs = [_spec(node, "input") for node in session.get_inputs()]
+        outputs = [_spec(node, "output") for node in session.get_outputs()]
+        return cls(session, inputs, outputs)
+
+    def signature(self) -> RuntimeSignature:
+        batchable = all(
+            len(spec.shape) >= 1 and spec.shape[0] == -1 for spec in self._inputs + self._outputs
+        )
+        return RuntimeSignature(inputs=self._inputs, outputs=self._outputs, batchable=batchable)
+
+    def predict(self, inputs: Arrays) -> Arrays:
+        feed = {
+            spec.name: (
+                _to_str_array(inputs[spec.name])
+                if spec.name in self._string_inputs
+                else inputs[spec.name]
+            )
+            for spec in self._inputs
+            if spec.name in inputs
+        }
+        results = self._session.run(self._output_names, feed)
+        out: Arrays = {}
+        for name, value in zip(self._output_names, results, strict=True):
+            array = np.asarray(value)
+            out[name] = _to_bytes_array(array) if name in self._string_outputs else array
+        return out

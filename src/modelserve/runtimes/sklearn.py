@@ -1,0 +1,166 @@
+"""scikit-learn estimators saved with skops (safe) or pickle/joblib (only with ``trust: true``)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import numpy.typing as npt
+import skops.io as sio
+
+from modelserve.codecs.tensors import v2_datatype
+from modelserve.errors import ModelLoadError
+from modelserve.runtimes.base import Arrays, LoadContext, Runtime
+from modelserve.types import RuntimeSignature, TensorSpec
+
+logger = logging.getLogger("modelserve.runtimes.sklearn")
+
+PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
+
+# skops refuses to load types outside its own default list unless told to trust them; types
+# from these packages are loaded without ``trust: true`` (e.g. sklearn.tree._tree.Tree, which
+# every tree ensemble holds).
+ALLOWED_MODULE_PREFIXES = ("sklearn.", "numpy.", "scipy.")
+
+
+def _allowed(type_name: str) -> bool:
+    return type_name.startswith(ALLOWED_MODULE_PREFIXES)
+
+
+def _load_skops(path: Path, trust: bool) -> Any:
+    try:
+        untrusted: list[str] = sio.get_untrusted_types(file=path)
+    except Exception as exc:
+        raise ModelLoadError(f"cannot read skops file {path.name}: {exc}") from None
+    refused = [name for name in untrusted if not _allowed(name)]
+    if refused and not trust:
+        raise ModelLoadError(
+            f"skops file {path.name} holds types outside sklearn/numpy/scipy: "
+            f"{', '.join(refused)}; set 'trust: true' in model.yaml if you trust them"
+        )
+    if refused:
+        logger.warning("loading %s with trusted custom types: %s", path, ", ".join(refused))
+    try:
+        return sio.load(path, trusted=untrusted)
+    except Exception as exc:
+        raise ModelLoadError(f"skops cannot load {path.name}: {exc}") from None
+
+
+def _load_pickle(path: Path, trust: bool) -> Any:
+    if not trust:
+        raise ModelLoadError(
+            f"refusing to load pickle file {path.name}: pickle can run arbitrary code; "
+            "set 'trust: true' in model.yaml if you trust it, or save the model with skops"
+        )
+    logger.warning("loading pickle file %s because the model config sets 'trust: true'", path)
+    try:
+        return joblib.load(path)
+    except Exception as exc:
+        raise ModelLoadError(f"cannot unpickle {path.name}: {exc}") from None
+
+
+def _as_bytes_labels(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    flat = [
+        item if isinstance(item, bytes) else str(item).encode("utf-8") for item in array.ravel()
+    ]
+    out = np.empty(len(flat), dtype=object)
+    out[:] = flat
+    return out.reshape(array.shape)
+
+
+class SklearnRuntime(Runtime):
+    platform = "sklearn"
+    artifact_suffixes = (".skops", ".joblib", ".pkl", ".pickle")
+
+    def __init__(self, estimator: Any, declared_inputs: tuple[str, ...]) -> None:
+        self._estimator = estimator
+        self._declared_inputs = declared_inputs
+        classes = getattr(estimator, "classes_", None)
+        self._classes: npt.NDArray[Any] | None = None
+        if isinstance(classes, np.ndarray) and classes.ndim == 1:
+            self._classes = classes
+        self._multi_output_classifier = isinstance(classes, list)
+        self._has_proba = self._classes is not None and hasattr(estimator, "predict_proba")
+        self._signature = self._build_signature()
+
+    @classmethod
+    def load(cls, ctx: LoadContext) -> SklearnRuntime:
+        path = ctx.find_artifact(cls.artifact_suffixes)
+        if path.name.endswith(PICKLE_SUFFIXES):
+            estimator = _load_pickle(path, ctx.config.trust)
+        else:
+            estimator = _load_skops(path, ctx.config.trust)
+        if not callable(getattr(estimator, "predict", None)):
+            raise ModelLoadError(f"{path.name} holds a {type(estimator).__name__}, no predict()")
+        declared = tuple(t.name for t in ctx.config.inputs or ())
+        return cls(estimator, declared)
+
+    def _regression_shape(self, n_features: int | None) -> tuple[int, ...]:
+        n_outputs = getattr(self._estimator, "n_outputs_", None)
+        if isinstance(n_outputs, int):
+            return (-1,) if n_outputs == 1 else (-1, n_outputs)
+        coef = getattr(self._estimator, "coef_", None)
+        if isinstance(coef, np.ndarray):
+            return (-1,) if coef.ndim == 1 else (-1, coef.shape[0])
+        if n_features is not None:  # probe with one row of zeros
+            try:
+                sample = np.asarray(self._estimator.predict(np.zeros((1, n_features))))
+                return (-1, *(int(d) for d in sample.shape[1:]))
+            except Exception:  # a probe only; fall back to 1-D
+                pass
+        return (-1,)
+
+    def _build_signature(self) -> RuntimeSignature:
+        n_features = getattr(self._estimator, "n_features_in_", None)
+        n_features = int(n_features) if isinstance(n_features, int | np.integer) else None
+        inputs: tuple[TensorSpec, ...] = ()
+        if n_features is not None:
+            inputs = (TensorSpec("input", "FP64", (-1, n_features)),)
+        labels: tuple[str, ...] = ()
+        if self._classes is not None:
+            outputs = [TensorSpec("label", v2_datatype(self._classes.dtype), (-1,))]
+            if self._has_proba:
+                outputs.append(TensorSpec("probabilities", "FP64", (-1, len(self._classes))))
+            labels = tuple(str(c) for c in self._classes)
+        elif self._multi_output_classifier:
+            classes: list[npt.NDArray[Any]] = self._estimator.classes_
+            datatype = v2_datatype(classes[0].dtype)
+            outputs = [TensorSpec("label", datatype, (-1, len(classes)))]
+        else:
+            outputs = [TensorSpec("prediction", "FP64", self._regression_shape(n_features))]
+        return RuntimeSignature(
+            inputs=inputs, outputs=tuple(outputs), batchable=True, labels=labels
+        )
+
+    def signature(self) -> RuntimeSignature:
+        return self._signature
+
+    def _features(self, inputs: Arrays) -> npt.NDArray[Any]:
+        if len(inputs) == 1:
+            return next(iter(inputs.values()))
+        if not self._declared_inputs:
+            raise ValueError(
+                f"expected one input, got {len(inputs)} ({', '.join(inputs)}); "
+                "declare the inputs in model.yaml to have them stacked as columns"
+            )
+        missing = [name for name in self._declared_inputs if name not in inputs]
+        if missing:
+            raise ValueError(f"missing inputs: {', '.join(missing)}")
+        columns = [inputs[name] for name in self._declared_inputs]
+        columns = [c.reshape(-1, 1) if c.ndim == 1 else c for c in columns]
+        return np.column_stack(columns)
+
+    def predict(self, inputs: Arrays) -> Arrays:
+        x = self._features(inputs)
+        estimator = self._estimator
+        if self._classes is None and not self._multi_output_classifier:
+            prediction = np.asarray(estimator.predict(x), dtype=np.float64)
+            return {"prediction": prediction}
+        label = np.asarray(estimator.predict(x))
+        out: Arrays = {"label": _as_bytes_labels(label) if label.dtype.kind in "OSU" else label}
+        if self._has_proba:
+            out["probabilities"] = np.asarray(estimator.predict_proba(x), dtype=np.float64)
+        return out
