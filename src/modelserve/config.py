@@ -75,6 +75,31 @@ class VersionPolicy(BaseModel):
 ParamScalar = str | int | float | bool
 
 
+class DynamicBatching(BaseModel):
+    """Present in model.yaml = merge queued requests into one execution (see docs/batching.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_queue_delay_us: int = Field(
+        default=0,
+        ge=0,
+        le=10_000_000,
+        description="Longest a batch smaller than the smallest preferred size is held back "
+        "while another instance of the model is still executing; never applies to an idle "
+        "model.",
+    )
+    preferred_batch_sizes: list[int] = Field(
+        default_factory=list, description="Batch sizes to cut batches to when reachable."
+    )
+
+    @field_validator("preferred_batch_sizes")
+    @classmethod
+    def _positive(cls, value: list[int]) -> list[int]:
+        if any(size < 1 for size in value):
+            raise ValueError("preferred batch sizes must be positive")
+        return sorted(set(value))
+
+
 class ModelConfig(BaseModel):
     """The contents of ``<repo>/<model>/model.yaml``. Every key is optional where the artifact
     says enough."""
@@ -109,6 +134,27 @@ class ModelConfig(BaseModel):
         "folder or the model folder.",
     )
     instances: int = Field(default=1, ge=1, le=64, description="Parallel executions.")
+    dynamic_batching: DynamicBatching | None = Field(
+        default=None, description="Merge queued requests into batches (needs max_batch_size > 0)."
+    )
+    max_queue_size: int = Field(
+        default=0, ge=0, description="Requests that may wait for the model; 0 = unbounded."
+    )
+    default_timeout_ms: int = Field(
+        default=0,
+        ge=0,
+        description="Deadline for requests that set none; 0 = none. A request past its deadline "
+        "while queued is answered 504 without running.",
+    )
+
+    @model_validator(mode="after")
+    def _batching_needs_batch_dim(self) -> ModelConfig:
+        if self.dynamic_batching is not None and self.max_batch_size == 0:
+            raise ValueError("dynamic_batching needs max_batch_size > 0")
+        sizes = self.dynamic_batching.preferred_batch_sizes if self.dynamic_batching else []
+        if self.max_batch_size and any(size > self.max_batch_size for size in sizes):
+            raise ValueError("preferred_batch_sizes cannot exceed max_batch_size")
+        return self
 
     @field_validator("inputs", "outputs")
     @classmethod

@@ -3,19 +3,17 @@ repository index. Nothing here knows about HTTP or gRPC."""
 
 from __future__ import annotations
 
-import asyncio
-from concurrent.futures import ThreadPoolExecutor
+import time
 from typing import Any
 
 from modelserve.errors import InvalidArgument, Unavailable
-from modelserve.model import LoadedModel
 from modelserve.repository import ModelRepository
-from modelserve.runtimes.base import Arrays
 from modelserve.types import (
     IndexEntry,
     InferenceRequest,
     InferenceResponse,
     ModelMetadata,
+    Parameters,
     ServerMetadata,
 )
 
@@ -31,12 +29,10 @@ class DataPlane:
     def __init__(
         self,
         repository: ModelRepository,
-        executor: ThreadPoolExecutor,
         server_name: str = "modelserve",
         server_version: str = "0.0.0",
     ) -> None:
         self._repository = repository
-        self._executor = executor
         self._metadata = ServerMetadata(server_name, server_version, EXTENSIONS)
         self._ready = False
 
@@ -80,21 +76,25 @@ class DataPlane:
         arrays = model.check_inputs(request)
         specs = model.check_requested(request.outputs)
         batch = request.inputs[0].shape[0] if model.max_batch_size > 0 else None
-        loop = asyncio.get_running_loop()
-        async with model.instances:
-            produced = await loop.run_in_executor(self._executor, _run, model, arrays)
+        deadline = _deadline(request.parameters, model.config.default_timeout_ms)
+        done = await model.batcher.submit(arrays, batch or 1, deadline)
         return InferenceResponse(
             model_name=model.name,
             model_version=model.version,
-            outputs=model.build_outputs(produced, specs, batch),
+            outputs=model.build_outputs(done.outputs, specs, batch),
             id=request.id,
         )
 
 
-def _run(model: LoadedModel, arrays: Arrays) -> Arrays:
-    try:
-        return model.runtime.predict(arrays)
-    except ValueError as exc:
-        # Frameworks raise ValueError for input they cannot take (NaN, wrong values): a client
-        # mistake, not a server fault.
-        raise InvalidArgument(f"model '{model.name}' rejected the input: {exc}") from exc
+def _deadline(parameters: Parameters, default_timeout_ms: int) -> float | None:
+    """A monotonic deadline from the request's ``timeout`` parameter (microseconds, as Triton)
+    or the model's default."""
+    timeout = parameters.get("timeout")
+    if timeout is not None:
+        if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 0:
+            raise InvalidArgument("parameter 'timeout' must be a non-negative integer (µs)")
+        if timeout > 0:
+            return time.monotonic() + timeout / 1e6
+    if default_timeout_ms > 0:
+        return time.monotonic() + default_timeout_ms / 1e3
+    return None

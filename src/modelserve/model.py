@@ -3,13 +3,14 @@ request validation against it, and its Triton model-configuration document."""
 
 from __future__ import annotations
 
-import asyncio
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from modelserve.batcher import Batcher, BatchPolicy
 from modelserve.codecs.tensors import V2_TO_NUMPY, V2_TO_TRITON
 from modelserve.config import ModelConfig, TensorConfig
 from modelserve.errors import InternalError, InvalidArgument, ModelLoadError
@@ -32,13 +33,12 @@ class LoadedModel:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     max_batch_size: int
+    batcher: Batcher
     labels: tuple[str, ...] = ()
-    instances: asyncio.Semaphore = field(init=False)
     _inputs_by_name: dict[str, TensorSpec] = field(init=False)
     _outputs_by_name: dict[str, TensorSpec] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.instances = asyncio.Semaphore(self.config.instances)
         self._inputs_by_name = {t.name: t for t in self.inputs}
         self._outputs_by_name = {t.name: t for t in self.outputs}
 
@@ -138,7 +138,7 @@ class LoadedModel:
             version_policy = {"specific": {"versions": policy.specific}}
         else:
             version_policy = {"latest": {"num_versions": policy.latest}}
-        return {
+        doc: dict[str, Any] = {
             "name": self.name,
             "platform": self.platform,
             "backend": self.runtime_name,
@@ -153,6 +153,17 @@ class LoadedModel:
                 key: {"string_value": str(value)} for key, value in self.config.parameters.items()
             },
         }
+        batching = self.config.dynamic_batching
+        if batching is not None:
+            doc["dynamic_batching"] = {
+                "max_queue_delay_microseconds": batching.max_queue_delay_us,
+                "preferred_batch_size": batching.preferred_batch_sizes,
+                "default_queue_policy": {
+                    "max_queue_size": self.config.max_queue_size,
+                    "default_timeout_microseconds": self.config.default_timeout_ms * 1000,
+                },
+            }
+        return doc
 
 
 def _shape_fits(shape: tuple[int, ...], spec: tuple[int, ...]) -> bool:
@@ -204,7 +215,9 @@ def _merge(
     return configured
 
 
-def build_loaded_model(ctx: LoadContext, runtime: Runtime, runtime_name: str) -> LoadedModel:
+def build_loaded_model(
+    ctx: LoadContext, runtime: Runtime, runtime_name: str, executor: Executor
+) -> LoadedModel:
     """Merge the config with the runtime's signature and check that they agree."""
     signature = runtime.signature()
     config = ctx.config
@@ -221,6 +234,15 @@ def build_loaded_model(ctx: LoadContext, runtime: Runtime, runtime_name: str) ->
                     f"max_batch_size is {max_batch}, so the first dimension of '{spec.name}' "
                     f"must be -1 (the batch), but its shape is {list(spec.shape)}"
                 )
+    batching = config.dynamic_batching
+    policy = BatchPolicy(
+        max_batch_size=max_batch,
+        dynamic=batching is not None,
+        max_queue_delay_us=batching.max_queue_delay_us if batching else 0,
+        preferred_batch_sizes=tuple(batching.preferred_batch_sizes) if batching else (),
+        max_queue_size=config.max_queue_size,
+        instances=config.instances,
+    )
     return LoadedModel(
         name=ctx.model_name,
         version=ctx.version,
@@ -231,5 +253,6 @@ def build_loaded_model(ctx: LoadContext, runtime: Runtime, runtime_name: str) ->
         inputs=inputs,
         outputs=outputs,
         max_batch_size=max_batch,
+        batcher=Batcher(ctx.model_name, runtime.predict, executor, policy),
         labels=signature.labels,
     )

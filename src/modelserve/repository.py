@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,8 +45,15 @@ class ModelEntry:
 
 
 class ModelRepository:
-    def __init__(self, root: Path, registry: RuntimeRegistry, load_threads: int = 4) -> None:
+    def __init__(
+        self,
+        root: Path,
+        registry: RuntimeRegistry,
+        executor: Executor,
+        load_threads: int = 4,
+    ) -> None:
         self.root = root
+        self._executor = executor
         self._registry = registry
         self._load_threads = load_threads
         self._lock = threading.Lock()
@@ -115,7 +122,7 @@ class ModelRepository:
             runtime_cls = self._registry.resolve(runtime_name)
             ctx = LoadContext(entry.name, version, model_dir, version_dir, config)
             runtime = runtime_cls.load(ctx)
-            loaded = build_loaded_model(ctx, runtime, runtime_name)
+            loaded = build_loaded_model(ctx, runtime, runtime_name, self._executor)
         except ModelLoadError as exc:
             slot.state, slot.reason = ModelState.UNAVAILABLE, str(exc)
             log.error("model %s version %s failed to load: %s", entry.name, version, exc)

@@ -17,6 +17,7 @@ import orjson
 from modelserve.codecs.v2_json import decode_infer_request, encode_infer_response
 from modelserve.dataplane import DataPlane
 from modelserve.errors import (
+    ErrorCode,
     InvalidArgument,
     MethodNotAllowed,
     NotFound,
@@ -67,7 +68,10 @@ def json_reply(doc: object, status: int = 200) -> Reply:
 
 
 def error_reply(exc: ServerError) -> Reply:
-    return json_reply({"error": exc.message}, http_status(exc.code))
+    reply = json_reply({"error": exc.message}, http_status(exc.code))
+    if exc.code is ErrorCode.RESOURCE_EXHAUSTED:
+        reply.headers.append((b"retry-after", b"1"))
+    return reply
 
 
 class RestApp:

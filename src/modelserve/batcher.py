@@ -1,0 +1,305 @@
+"""Per-model-version scheduler: a bounded queue, dynamic batching, parallel instances, deadlines.
+
+Rules (../docs/batching.md):
+- When an instance is idle, what is queued runs at once: no waiting for company.
+- While instances are busy, arrivals queue up and are merged along dimension 0 into the next
+  batch, up to ``max_batch_size`` rows; requests whose non-batch shapes or datatypes differ are
+  never merged.
+- ``max_queue_delay_us`` only holds back a batch smaller than the smallest preferred size while
+  another instance of the same model is still executing (so more requests are about to arrive
+  together); it is an upper bound, never a sleep on an idle model.
+- A full queue refuses at once (ResourceExhausted -> 503 / RESOURCE_EXHAUSTED); a request whose
+  deadline passes while queued is answered DeadlineExceeded and never executed.
+- A failed batch fails each of its requests with the cause; outputs whose row count does not
+  match the batch are an error, never a silent mis-split.
+
+Everything here runs on the event loop except the concatenate -> predict -> split step, which
+takes one hop to the executor per batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Hashable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from modelserve.errors import (
+    DeadlineExceeded,
+    ErrorCode,
+    InternalError,
+    InvalidArgument,
+    ResourceExhausted,
+    ServerError,
+    Unavailable,
+)
+from modelserve.runtimes.base import Arrays
+
+log = logging.getLogger("modelserve.batcher")
+
+Predict = Callable[[Arrays], Arrays]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchPolicy:
+    max_batch_size: int = 0
+    """Rows per execution; 0 = the model has no batch dimension (requests run one by one)."""
+    dynamic: bool = False
+    """Merge queued requests into one execution."""
+    max_queue_delay_us: int = 0
+    preferred_batch_sizes: tuple[int, ...] = ()
+    max_queue_size: int = 0
+    """Requests that may wait; 0 = unbounded."""
+    instances: int = 1
+
+
+@dataclass(slots=True)
+class Completed:
+    """A request's share of a batch, with the timings the statistics need."""
+
+    outputs: Arrays
+    batch_size: int
+    queue_ns: int
+    compute_ns: int
+
+
+@dataclass(slots=True, eq=False)
+class _Pending:
+    arrays: Arrays
+    rows: int
+    key: Hashable
+    future: asyncio.Future[Completed]
+    enqueued_ns: int
+    deadline: float | None
+    timer: asyncio.TimerHandle | None = field(default=None)
+
+
+def merge_key(arrays: Arrays) -> Hashable:
+    """Requests may share a batch only when every input has the same dtype and non-batch dims."""
+    return tuple((name, a.dtype.str, a.shape[1:]) for name, a in sorted(arrays.items()))
+
+
+class Batcher:
+    def __init__(
+        self, name: str, predict: Predict, executor: Executor, policy: BatchPolicy
+    ) -> None:
+        self.name = name
+        self._predict = predict
+        self._executor = executor
+        self.policy = policy
+        self._queue: deque[_Pending] = deque()
+        self._free = policy.instances
+        self._delay_timer: asyncio.TimerHandle | None = None
+        self._closed = False
+        self._target = min(policy.preferred_batch_sizes, default=policy.max_batch_size)
+
+    # ---- state -------------------------------------------------------------------------------
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+    @property
+    def in_flight(self) -> int:
+        return self.policy.instances - self._free
+
+    @property
+    def idle(self) -> bool:
+        return not self._queue and self._free == self.policy.instances
+
+    def close(self) -> None:
+        """Refuse new work; queued and running requests still complete."""
+        self._closed = True
+
+    # ---- submit ------------------------------------------------------------------------------
+
+    async def submit(self, arrays: Arrays, rows: int, deadline: float | None = None) -> Completed:
+        """Queue one request (``rows`` on dimension 0) and wait for its outputs.
+
+        ``deadline`` is a ``time.monotonic()`` instant after which the request is dropped."""
+        if self._closed:
+            raise Unavailable(f"model '{self.name}' is unloading")
+        if self.policy.max_queue_size and len(self._queue) >= self.policy.max_queue_size:
+            raise ResourceExhausted(
+                f"model '{self.name}' queue is full ({self.policy.max_queue_size} requests)"
+            )
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Completed] = loop.create_future()
+        pending = _Pending(
+            arrays, rows, merge_key(arrays), future, time.perf_counter_ns(), deadline
+        )
+        if deadline is not None:
+            if deadline <= time.monotonic():
+                raise DeadlineExceeded(f"request to '{self.name}' timed out before it was queued")
+            pending.timer = loop.call_at(_loop_time(loop, deadline), self._expire, pending)
+        self._queue.append(pending)
+        self._pump()
+        return await future
+
+    def _expire(self, pending: _Pending) -> None:
+        try:
+            self._queue.remove(pending)
+        except ValueError:
+            return  # already taken into a batch
+        if not pending.future.done():
+            pending.future.set_exception(
+                DeadlineExceeded(f"request to '{self.name}' timed out in the queue")
+            )
+
+    # ---- scheduling --------------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        while self._free > 0 and self._queue:
+            batch = self._take_batch()
+            if batch is None:
+                return
+            if batch:
+                self._free -= 1
+                asyncio.get_running_loop().create_task(self._execute(batch))
+
+    def _take_batch(self) -> list[_Pending] | None:
+        """The next batch; [] when only cancelled requests were at the head, None to wait."""
+        queue = self._queue
+        while queue and queue[0].future.done():  # cancelled by the caller
+            _cancel_timer(queue.popleft())
+        if not queue:
+            return []
+        head = queue[0]
+        limit = self.policy.max_batch_size
+        if not self.policy.dynamic or limit <= 0:
+            queue.popleft()
+            _cancel_timer(head)
+            return [head]
+        rows = 0
+        chosen: list[_Pending] = []
+        for pending in queue:
+            if pending.future.done() or pending.key != head.key:
+                continue  # requests of another shape wait for a batch of their own
+            if rows + pending.rows > limit:
+                break  # keep arrival order: nobody overtakes a request that did not fit
+            chosen.append(pending)
+            rows += pending.rows
+        if self._should_wait(rows, head):
+            return None
+        _trim_to_preferred(chosen, rows, self.policy.preferred_batch_sizes, limit)
+        for pending in chosen:
+            queue.remove(pending)
+            _cancel_timer(pending)
+        return chosen
+
+    def _should_wait(self, rows: int, head: _Pending) -> bool:
+        delay = self.policy.max_queue_delay_us
+        if delay <= 0 or rows >= self._target or self.in_flight == 0:
+            return False
+        waited_us = (time.perf_counter_ns() - head.enqueued_ns) / 1000
+        if waited_us >= delay:
+            return False
+        if self._delay_timer is None:
+            loop = asyncio.get_running_loop()
+            self._delay_timer = loop.call_later((delay - waited_us) / 1e6, self._delay_over)
+        return True
+
+    def _delay_over(self) -> None:
+        self._delay_timer = None
+        self._pump()
+
+    async def _execute(self, batch: list[_Pending]) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            started = time.perf_counter_ns()
+            try:
+                parts = await loop.run_in_executor(self._executor, self._run_batch, batch)
+            except ServerError as exc:
+                if exc.code is ErrorCode.INTERNAL:
+                    log.error("model '%s' batch failed: %s", self.name, exc.message)
+                _fail(batch, exc)
+                return
+            except Exception as exc:
+                log.exception(
+                    "model '%s' failed on a batch of %d request(s)", self.name, len(batch)
+                )
+                _fail(
+                    batch, InternalError(f"model '{self.name}' failed: {type(exc).__name__}: {exc}")
+                )
+                return
+            compute_ns = time.perf_counter_ns() - started
+            size = sum(p.rows for p in batch)
+            for pending, outputs in zip(batch, parts, strict=True):
+                if not pending.future.done():
+                    pending.future.set_result(
+                        Completed(outputs, size, started - pending.enqueued_ns, compute_ns)
+                    )
+        finally:
+            self._free += 1
+            if self._queue:
+                self._pump()
+
+    def _run_batch(self, batch: list[_Pending]) -> list[Arrays]:
+        """Executor thread: concatenate, predict, split."""
+        if len(batch) == 1:
+            return [_call(self._predict, batch[0].arrays, self.name)]
+        names = batch[0].arrays.keys()
+        merged = {n: np.concatenate([p.arrays[n] for p in batch], axis=0) for n in names}
+        produced = _call(self._predict, merged, self.name)
+        total = sum(p.rows for p in batch)
+        offsets = np.cumsum([p.rows for p in batch])[:-1]
+        split: dict[str, list[Any]] = {}
+        for out_name, value in produced.items():
+            array = np.asarray(value)
+            if array.ndim == 0 or array.shape[0] != total:
+                got = array.shape[0] if array.ndim else "no"
+                raise InternalError(
+                    f"model '{self.name}' returned {got} rows for output '{out_name}' "
+                    f"from a batch of {total}"
+                )
+            split[out_name] = np.split(array, offsets)
+        return [{n: parts[i] for n, parts in split.items()} for i in range(len(batch))]
+
+
+def _trim_to_preferred(
+    chosen: list[_Pending], rows: int, preferred: tuple[int, ...], limit: int
+) -> None:
+    """Cut the batch back to the largest preferred size it reaches (never below one request)."""
+    if not preferred or rows in preferred or rows >= limit:
+        return
+    fitting = [size for size in preferred if size <= rows]
+    if not fitting:
+        return
+    best, kept = max(fitting), 0
+    for index, pending in enumerate(chosen):
+        if kept + pending.rows > best and index > 0:
+            del chosen[index:]
+            return
+        kept += pending.rows
+
+
+def _call(predict: Predict, arrays: Arrays, name: str) -> Arrays:
+    try:
+        return predict(arrays)
+    except ValueError as exc:
+        # Frameworks raise ValueError for input they cannot take (NaN, out-of-range values):
+        # a client mistake, not a server fault.
+        raise InvalidArgument(f"model '{name}' rejected the input: {exc}") from exc
+
+
+def _fail(batch: list[_Pending], exc: ServerError) -> None:
+    for pending in batch:
+        if not pending.future.done():
+            pending.future.set_exception(exc)
+
+
+def _cancel_timer(pending: _Pending) -> None:
+    if pending.timer is not None:
+        pending.timer.cancel()
+        pending.timer = None
+
+
+def _loop_time(loop: asyncio.AbstractEventLoop, deadline: float) -> float:
+    """Convert a time.monotonic() instant to the loop's clock."""
+    return loop.time() + (deadline - time.monotonic())
