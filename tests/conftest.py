@@ -20,7 +20,9 @@ EXAMPLES = ROOT / "examples" / "models"
 
 
 def _load_builder():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("build_examples", ROOT / "examples" / "build_examples.py")
+    spec = importlib.util.spec_from_file_location(
+        "build_examples", ROOT / "examples" / "build_examples.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -77,6 +79,11 @@ class RunningServer:
     def url(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def grpc_url(self) -> str:
+        assert self.server is not None
+        return f"127.0.0.1:{self.server.grpc_port}"
+
 
 ALL_DATATYPES = (
     "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
@@ -116,7 +123,9 @@ def model_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def server(model_repo: Path) -> Iterator[RunningServer]:
     running = RunningServer(
-        Settings(model_repository=model_repo, http_port=0, max_request_bytes=1024 * 1024)
+        Settings(
+            model_repository=model_repo, http_port=0, grpc_port=0, max_request_bytes=1024 * 1024
+        )
     ).start()
     yield running
     running.stop()

@@ -100,6 +100,19 @@ class DynamicBatching(BaseModel):
         return sorted(set(value))
 
 
+class Warmup(BaseModel):
+    """Requests run through a version before it turns READY."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    count: int = Field(default=1, ge=1, le=1000, description="How many warmup requests to run.")
+    sample_file: str | None = Field(
+        default=None,
+        description="An .npz file in the model folder with one array per input (no pickle); "
+        "when left out, inputs are zeros built from the metadata (variable dims = 1).",
+    )
+
+
 class ModelConfig(BaseModel):
     """The contents of ``<repo>/<model>/model.yaml``. Every key is optional where the artifact
     says enough."""
@@ -134,6 +147,17 @@ class ModelConfig(BaseModel):
         "folder or the model folder.",
     )
     instances: int = Field(default=1, ge=1, le=64, description="Parallel executions.")
+    default_version: str | None = Field(
+        default=None,
+        pattern=r"^[1-9][0-9]*$",
+        description="Version served to requests that name none (default: newest READY).",
+    )
+    warmup: Warmup | None = None
+    execution: Literal["auto", "thread", "inline"] = Field(
+        default="auto",
+        description="Where predict runs: 'thread' on the executor pool, 'inline' on the event "
+        "loop, 'auto' inline once predict reliably takes under 100 µs (one instance only).",
+    )
     dynamic_batching: DynamicBatching | None = Field(
         default=None, description="Merge queued requests into batches (needs max_batch_size > 0)."
     )
@@ -218,3 +242,11 @@ class Settings(BaseModel):
     max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     load_threads: int = Field(default=4, ge=1)
+    model_control_mode: Literal["none", "poll", "explicit"] = "none"
+    repository_poll_secs: float = Field(default=5.0, gt=0)
+    load_models: tuple[str, ...] | None = None
+    """explicit mode: the models loaded at startup (None = every model in the repository)."""
+    drain_delay_s: float = Field(default=0.0, ge=0)
+    """On shutdown: seconds the server keeps serving while reporting not-ready."""
+    shutdown_timeout_s: float = Field(default=30.0, ge=0)
+    """On shutdown: the longest queued and running requests get to complete."""

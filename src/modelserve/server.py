@@ -15,11 +15,16 @@ import uvicorn
 
 from modelserve.config import Settings
 from modelserve.dataplane import DataPlane
+from modelserve.lifecycle import Lifecycle
 from modelserve.repository import ModelRepository
 from modelserve.runtimes.registry import RuntimeRegistry
+from modelserve.transports.grpc import GrpcTransport
 from modelserve.transports.rest import RestApp
 
 log = logging.getLogger("modelserve.server")
+
+GRPC_GRACE_S = 5.0
+"""Seconds running gRPC calls (open streams included) get to finish when the server stops."""
 
 
 def package_version() -> str:
@@ -57,12 +62,20 @@ class Server:
             max_workers=max(2, os.cpu_count() or 1), thread_name_prefix="infer"
         )
         self.repository = ModelRepository(
-            settings.model_repository, RuntimeRegistry(), settings.load_threads
+            settings.model_repository, RuntimeRegistry(), self.executor
+        )
+        self.lifecycle = Lifecycle(
+            self.repository,
+            settings.model_control_mode,
+            settings.repository_poll_secs,
+            settings.shutdown_timeout_s,
+            settings.load_threads,
         )
         self.dataplane = DataPlane(
-            self.repository, self.executor, settings.server_name, package_version()
+            self.repository, self.lifecycle, settings.server_name, package_version()
         )
         self.rest_app = RestApp(self.dataplane, settings.max_request_bytes)
+        self.grpc = GrpcTransport(self.dataplane, settings.grpc_max_message_bytes)
         self._http_socket: socket.socket | None = None
         self._uvicorn: _UvicornServer | None = None
         self._serve_task: asyncio.Task[None] | None = None
@@ -72,6 +85,10 @@ class Server:
         if self._http_socket is None:
             raise RuntimeError("server not started")
         return int(self._http_socket.getsockname()[1])
+
+    @property
+    def grpc_port(self) -> int:
+        return self.grpc.port
 
     async def start(self) -> None:
         """Bind, start answering (live, not ready), load the models, then turn ready."""
@@ -86,6 +103,7 @@ class Server:
             server_header=False,
             date_header=False,
             timeout_keep_alive=30,
+            proxy_headers=False,
         )
         self._uvicorn = _UvicornServer(config)
         self._serve_task = asyncio.create_task(self._uvicorn.serve(sockets=[self._http_socket]))
@@ -93,19 +111,31 @@ class Server:
             if self._serve_task.done():
                 self._serve_task.result()
             await asyncio.sleep(0.005)
-        log.info(
-            "HTTP listening on http://%s:%d", self.settings.host, self.http_port
-        )
-        await asyncio.to_thread(self.repository.load_all)
+        log.info("HTTP listening on http://%s:%d", self.settings.host, self.http_port)
+        await self.grpc.start(self.settings.host, self.settings.grpc_port)
+        log.info("gRPC listening on %s:%d", self.settings.host, self.grpc_port)
+        names = self.settings.load_models
+        await self.lifecycle.start(list(names) if names is not None else None)
         self.dataplane.set_ready(True)
+        await self.grpc.refresh_health()
         log.info("server ready with %d model(s)", len(list(self.repository.names())))
 
     async def stop(self) -> None:
+        """Graceful shutdown: not-ready at once; keep serving for the drain delay; then refuse
+        new work cleanly while queued and running requests complete (bounded by the shutdown
+        timeout); then close the transports and unload the models."""
         self.dataplane.set_ready(False)
+        await self.grpc.refresh_health()
+        if self.settings.drain_delay_s > 0:
+            await asyncio.sleep(self.settings.drain_delay_s)
+        self.dataplane.stop_accepting()
+        if not await self.lifecycle.wait_idle(self.settings.shutdown_timeout_s):
+            log.warning("requests still running after %.0f s", self.settings.shutdown_timeout_s)
+        await self.grpc.stop(GRPC_GRACE_S)
         if self._uvicorn is not None and self._serve_task is not None:
             self._uvicorn.should_exit = True
             await self._serve_task
-        await asyncio.to_thread(self.repository.unload_all)
+        await self.lifecycle.stop()
         self.executor.shutdown(wait=True)
         if self._http_socket is not None:
             self._http_socket.close()

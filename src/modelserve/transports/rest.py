@@ -88,6 +88,8 @@ class RestApp:
             reply = await self._dispatch(scope, receive)
         except ServerError as exc:
             reply = error_reply(exc)
+            if not self._dp.accepting:
+                reply.headers.append((b"connection", b"close"))  # draining: go elsewhere
         except Exception:
             request_id = uuid.uuid4().hex
             log.exception(
@@ -120,6 +122,19 @@ class RestApp:
             return json_reply({rest[1]: ok}, 200 if ok else 503)
         if head == "models" and len(rest) >= 2:
             return await self._model_route(method, rest[1], rest[2:], scope, receive)
+        if head == "repository" and len(rest) == 4 and rest[1] == "models":
+            if rest[3] not in ("load", "unload"):
+                raise NotFound(f"no route for {scope['path']}")
+            _allow(method, "POST")
+            params = _repository_parameters(await self._read_body(scope, receive))
+            if rest[3] == "load":
+                config = params.get("config")
+                if config is not None and not isinstance(config, str):
+                    raise InvalidArgument("parameter 'config' must be a JSON string")
+                await self._dp.load_model(rest[2], config)
+            else:
+                await self._dp.unload_model(rest[2])
+            return json_reply({})
         if head == "repository" and rest[1:] == ["index"]:
             _allow(method, "POST")
             body = await self._read_body(scope, receive)
@@ -217,16 +232,28 @@ def _allow(method: str, allowed: str) -> None:
         raise MethodNotAllowed(f"method {method} is not allowed here; use {allowed}")
 
 
-def _index_ready_flag(body: bytes) -> bool:
+def _json_object(body: bytes) -> dict[str, Any]:
+    """An optional JSON object body (empty means {})."""
     if not body.strip():
-        return False
+        return {}
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise InvalidArgument(f"malformed JSON in request body: {exc}") from None
     if not isinstance(doc, dict):
         raise InvalidArgument("the request body must be a JSON object")
-    ready = doc.get("ready", False)
+    return doc
+
+
+def _repository_parameters(body: bytes) -> dict[str, Any]:
+    params = _json_object(body).get("parameters", {})
+    if not isinstance(params, dict):
+        raise InvalidArgument("'parameters' must be a JSON object")
+    return params
+
+
+def _index_ready_flag(body: bytes) -> bool:
+    ready = _json_object(body).get("ready", False)
     if not isinstance(ready, bool):
         raise InvalidArgument("'ready' must be a boolean")
     return ready

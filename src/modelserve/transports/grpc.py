@@ -1,0 +1,307 @@
+"""Triton's ``inference.GRPCInferenceService`` over ``grpc.aio``, plus the standard health and
+reflection services.
+
+The servicer only translates (grpc_codec.py) and calls the DataPlane. Every RPC goes through one
+guard: a ServerError becomes the gRPC status of the one ErrorCode table (errors.py); anything else
+becomes INTERNAL with a request id, logged. The stream RPC answers each request in-band instead,
+so that one bad request does not end the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf.descriptor_pool import DescriptorPool
+from google.protobuf.message_factory import GetMessageClass
+from grpc.aio import ServicerContext as Context
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection, reflection_pb2
+
+from modelserve.dataplane import DataPlane
+from modelserve.errors import MethodNotAllowed, NotFound, ServerError, grpc_status_name
+from modelserve.transports._generated import grpc_service_pb2 as pb
+from modelserve.transports._generated import model_config_pb2 as mc
+from modelserve.transports.grpc_codec import (
+    decode_infer_request,
+    encode_infer_response,
+    model_config_response,
+    model_metadata_response,
+    repository_index_response,
+    server_metadata_response,
+)
+
+log = logging.getLogger("modelserve.grpc")
+
+SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+SERVICE_NAME: str = SERVICE.full_name
+STREAM_WINDOW = 64
+"""Requests of one stream in flight at once; past it the stream is not read (flow control)."""
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+Unary = Callable[[Any, Any], Awaitable[Any]]
+Streaming = Callable[[AsyncIterator[Any], Any], AsyncIterator[Any]]
+
+
+def describe_error(exc: Exception, where: str) -> tuple[grpc.StatusCode, str]:
+    """The status and message a client gets for ``exc``. Unexpected errors are logged here."""
+    if isinstance(exc, ServerError):
+        return grpc.StatusCode[grpc_status_name(exc.code)], exc.message
+    request_id = uuid.uuid4().hex
+    log.exception("internal error in %s (request %s)", where, request_id)
+    return grpc.StatusCode.INTERNAL, f"internal server error (request id {request_id})"
+
+
+def _guard_unary(name: str, method: Unary) -> Unary:
+    async def call(request: Any, context: Any) -> Any:
+        try:
+            return await method(request, context)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            code, message = describe_error(exc, name)
+            await context.abort(code, message)
+
+    return call
+
+
+def _guard_streaming(name: str, method: Streaming) -> Streaming:
+    async def call(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
+        try:
+            async for answer in method(requests, context):
+                yield answer
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            code, message = describe_error(exc, name)
+            await context.abort(code, message)
+
+    return call
+
+
+# (client streaming, server streaming) -> handler factory and guard.
+_KINDS: dict[tuple[bool, bool], tuple[Callable[..., Any], Callable[[str, Any], Any]]] = {
+    (False, False): (grpc.unary_unary_rpc_method_handler, _guard_unary),
+    (True, True): (grpc.stream_stream_rpc_method_handler, _guard_streaming),
+}
+
+
+def service_handler(servicer: object) -> grpc.GenericRpcHandler:
+    """Handlers for every RPC the proto declares, each wrapped in the error guard; a missing
+    method on ``servicer`` fails here, at start-up."""
+    handlers = {}
+    for method in SERVICE.methods:
+        factory, guard = _KINDS[(method.client_streaming, method.server_streaming)]
+        handlers[method.name] = factory(
+            guard(f"{SERVICE_NAME}/{method.name}", getattr(servicer, method.name)),
+            request_deserializer=GetMessageClass(method.input_type).FromString,
+            response_serializer=GetMessageClass(method.output_type).SerializeToString,
+        )
+    return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
+
+
+class InferenceServicer:
+    """The GRPCInferenceService methods; names are the RPC names of the proto."""
+
+    def __init__(self, dataplane: DataPlane) -> None:
+        self._dp = dataplane
+
+    async def ServerLive(
+        self, request: pb.ServerLiveRequest, context: Context
+    ) -> pb.ServerLiveResponse:
+        return pb.ServerLiveResponse(live=self._dp.live())
+
+    async def ServerReady(
+        self, request: pb.ServerReadyRequest, context: Context
+    ) -> pb.ServerReadyResponse:
+        return pb.ServerReadyResponse(ready=self._dp.ready())
+
+    async def ModelReady(
+        self, request: pb.ModelReadyRequest, context: Context
+    ) -> pb.ModelReadyResponse:
+        return pb.ModelReadyResponse(ready=self._dp.model_ready(request.name, request.version))
+
+    async def ServerMetadata(
+        self, request: pb.ServerMetadataRequest, context: Context
+    ) -> pb.ServerMetadataResponse:
+        return server_metadata_response(self._dp.server_metadata())
+
+    async def ModelMetadata(
+        self, request: pb.ModelMetadataRequest, context: Context
+    ) -> pb.ModelMetadataResponse:
+        return model_metadata_response(self._dp.model_metadata(request.name, request.version))
+
+    async def ModelConfig(
+        self, request: pb.ModelConfigRequest, context: Context
+    ) -> pb.ModelConfigResponse:
+        return model_config_response(self._dp.model_config(request.name, request.version))
+
+    async def RepositoryIndex(
+        self, request: pb.RepositoryIndexRequest, context: Context
+    ) -> pb.RepositoryIndexResponse:
+        return repository_index_response(self._dp.repository_index(request.ready))
+
+    async def ModelInfer(
+        self, request: pb.ModelInferRequest, context: Context
+    ) -> pb.ModelInferResponse:
+        response = await self._dp.infer(decode_infer_request(request))
+        return encode_infer_response(response)
+
+    async def ModelStreamInfer(
+        self, requests: AsyncIterator[pb.ModelInferRequest], context: Context
+    ) -> AsyncIterator[pb.ModelStreamInferResponse]:
+        """Run up to STREAM_WINDOW requests at once; answer each, in order, with a response or
+        an error message."""
+        window = asyncio.Semaphore(STREAM_WINDOW)
+        queue: asyncio.Queue[asyncio.Task[pb.ModelStreamInferResponse] | None] = asyncio.Queue()
+
+        async def read() -> None:
+            try:
+                async for request in requests:
+                    await window.acquire()
+                    queue.put_nowait(asyncio.create_task(self._stream_answer(request)))
+            finally:
+                queue.put_nowait(None)
+
+        reader = asyncio.create_task(read())
+        task: asyncio.Task[pb.ModelStreamInferResponse] | None = None
+        try:
+            while (task := await queue.get()) is not None:
+                answer = await task
+                window.release()
+                yield answer
+            await reader
+        finally:  # the client went away or the stream failed: stop the work still running
+            reader.cancel()
+            if task is not None:
+                task.cancel()
+            while not queue.empty():
+                left = queue.get_nowait()
+                if left is not None:
+                    left.cancel()
+
+    async def _stream_answer(self, request: pb.ModelInferRequest) -> pb.ModelStreamInferResponse:
+        try:
+            response = await self._dp.infer(decode_infer_request(request))
+            return pb.ModelStreamInferResponse(infer_response=encode_infer_response(response))
+        except Exception as exc:
+            _, message = describe_error(exc, f"{SERVICE_NAME}/ModelStreamInfer")
+        # The id lets a client match the error to its request.
+        echo = pb.ModelInferResponse(
+            model_name=request.model_name, model_version=request.model_version, id=request.id
+        )
+        return pb.ModelStreamInferResponse(error_message=message, infer_response=echo)
+
+    # Filled in by the model lifecycle and statistics issues. MethodNotAllowed is UNIMPLEMENTED
+    # in the status table.
+    async def ModelStatistics(
+        self, request: pb.ModelStatisticsRequest, context: Context
+    ) -> pb.ModelStatisticsResponse:
+        raise MethodNotAllowed("ModelStatistics is not implemented yet")
+
+    async def RepositoryModelLoad(
+        self, request: pb.RepositoryModelLoadRequest, context: Context
+    ) -> pb.RepositoryModelLoadResponse:
+        raise MethodNotAllowed("RepositoryModelLoad is not implemented yet")
+
+    async def RepositoryModelUnload(
+        self, request: pb.RepositoryModelUnloadRequest, context: Context
+    ) -> pb.RepositoryModelUnloadResponse:
+        raise MethodNotAllowed("RepositoryModelUnload is not implemented yet")
+
+
+class HealthServicer(health.aio.HealthServicer):  # type: ignore[misc]
+    """grpc.health.v1: service "" is the server, any other service name a model. Check asks the
+    DataPlane every time; Watch follows the statuses that ``GrpcTransport.refresh_health`` sets."""
+
+    def __init__(self, dataplane: DataPlane) -> None:
+        super().__init__()
+        self._dp = dataplane
+
+    def status(self, service: str) -> Any:
+        """SERVING or NOT_SERVING; NotFound for an unknown model."""
+        ready = self._dp.ready()
+        if service:
+            ready = self._dp.model_ready(service) and ready
+        return SERVING if ready else NOT_SERVING
+
+    async def Check(
+        self, request: health_pb2.HealthCheckRequest, context: Context
+    ) -> health_pb2.HealthCheckResponse:
+        try:
+            return health_pb2.HealthCheckResponse(status=self.status(request.service))
+        except NotFound as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, exc.message)
+
+
+def _reflection_pool() -> DescriptorPool:
+    """The files reflection describes: our service (which lives in its own pool, see
+    _generated/__init__.py), health and reflection itself."""
+    pool = DescriptorPool()
+    for file in (mc.DESCRIPTOR, pb.DESCRIPTOR, health_pb2.DESCRIPTOR, reflection_pb2.DESCRIPTOR):
+        pool.AddSerializedFile(file.serialized_pb)
+    return pool
+
+
+class GrpcTransport:
+    """A grpc.aio server on the running event loop: inference service, health, reflection."""
+
+    def __init__(self, dataplane: DataPlane, max_message_bytes: int) -> None:
+        self._dp = dataplane
+        self._max_message_bytes = max_message_bytes
+        self._server: grpc.aio.Server | None = None
+        self._health = HealthServicer(dataplane)
+        self._port: int | None = None
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("gRPC server not started")
+        return self._port
+
+    async def start(self, host: str, port: int) -> None:
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", self._max_message_bytes),
+                ("grpc.max_send_message_length", self._max_message_bytes),
+                # A taken port is an error, as for HTTP, not a port silently shared.
+                ("grpc.so_reuseport", 0),
+            ]
+        )
+        server.add_generic_rpc_handlers((service_handler(InferenceServicer(self._dp)),))
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME),
+            server,
+            pool=_reflection_pool(),
+        )
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        try:
+            bound = server.add_insecure_port(address)
+        except RuntimeError as exc:
+            raise OSError(f"cannot bind gRPC to {address}: {exc}") from None
+        if bound == 0:
+            raise OSError(f"cannot bind gRPC to {address}")
+        await self.refresh_health()
+        await server.start()
+        self._server, self._port = server, bound
+
+    async def refresh_health(self) -> None:
+        """Publish the server's and each model's readiness to health Watch-ers; call it after
+        readiness changes (models loaded or unloaded, server ready)."""
+        await self._health.set("", self._health.status(""))
+        for name in sorted({row.name for row in self._dp.repository_index()}):
+            await self._health.set(name, self._health.status(name))
+
+    async def stop(self, grace_s: float) -> None:
+        """Report NOT_SERVING, refuse new RPCs, give running ones ``grace_s`` seconds."""
+        await self._health.enter_graceful_shutdown()
+        if self._server is not None:
+            await self._server.stop(grace_s)
+            self._server = None
