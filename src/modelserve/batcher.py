@@ -14,7 +14,9 @@ Rules (../docs/batching.md):
   match the batch are an error, never a silent mis-split.
 
 Everything here runs on the event loop except the concatenate -> predict -> split step, which
-takes one hop to the executor per batch.
+takes one hop to the executor per batch, or runs on the loop itself for a model whose predict
+reliably takes under 100 µs (``execution: auto``): for such models the hop costs more than the
+model.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Hashable
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -45,6 +47,12 @@ log = logging.getLogger("modelserve.batcher")
 
 Predict = Callable[[Arrays], Arrays]
 
+INLINE_BELOW_NS = 100_000
+"""auto execution runs a model on the loop while its predict averages under this..."""
+INLINE_AFTER_CALLS = 16
+"""...and only after this many calls have been measured on the executor. One call ten times
+slower than the bound sends the model back to the executor at once."""
+
 
 @dataclass(frozen=True, slots=True)
 class BatchPolicy:
@@ -57,6 +65,11 @@ class BatchPolicy:
     max_queue_size: int = 0
     """Requests that may wait; 0 = unbounded."""
     instances: int = 1
+    execution: str = "auto"
+    """``thread``: every batch runs on the executor. ``inline``: on the event loop. ``auto``:
+    inline once predict has reliably taken under ``inline_below_ns``, and only with one
+    instance."""
+    inline_below_ns: int = INLINE_BELOW_NS
 
 
 @dataclass(slots=True)
@@ -98,6 +111,12 @@ class Batcher:
         self._delay_timer: asyncio.TimerHandle | None = None
         self._closed = False
         self._target = min(policy.preferred_batch_sizes, default=policy.max_batch_size)
+        self._inline = policy.execution == "inline"
+        self._idle_waiters: list[asyncio.Future[None]] = []
+        self._ewma_ns = float(policy.inline_below_ns)
+        self._observed = 0
+        if policy.execution == "auto" and policy.instances > 1:
+            self.policy = replace(policy, execution="thread")
 
     # ---- state -------------------------------------------------------------------------------
 
@@ -116,6 +135,20 @@ class Batcher:
     def close(self) -> None:
         """Refuse new work; queued and running requests still complete."""
         self._closed = True
+
+    async def wait_idle(self) -> None:
+        """Return once nothing is queued or running."""
+        while not self.idle:
+            waiter = asyncio.get_running_loop().create_future()
+            self._idle_waiters.append(waiter)
+            await waiter
+
+    def _wake_idle_waiters(self) -> None:
+        if self.idle and self._idle_waiters:
+            waiters, self._idle_waiters = self._idle_waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     # ---- submit ------------------------------------------------------------------------------
 
@@ -151,17 +184,25 @@ class Batcher:
             pending.future.set_exception(
                 DeadlineExceeded(f"request to '{self.name}' timed out in the queue")
             )
+        self._wake_idle_waiters()
 
     # ---- scheduling --------------------------------------------------------------------------
 
     def _pump(self) -> None:
+        self._dispatch()
+        self._wake_idle_waiters()
+
+    def _dispatch(self) -> None:
         while self._free > 0 and self._queue:
             batch = self._take_batch()
             if batch is None:
                 return
             if batch:
                 self._free -= 1
-                asyncio.get_running_loop().create_task(self._execute(batch))
+                if self._inline:
+                    self._execute_inline(batch)
+                else:
+                    asyncio.get_running_loop().create_task(self._execute(batch))
 
     def _take_batch(self) -> list[_Pending] | None:
         """The next batch; [] when only cancelled requests were at the head, None to wait."""
@@ -211,42 +252,76 @@ class Batcher:
 
     async def _execute(self, batch: list[_Pending]) -> None:
         loop = asyncio.get_running_loop()
+        started = time.perf_counter_ns()
         try:
-            started = time.perf_counter_ns()
-            try:
-                parts = await loop.run_in_executor(self._executor, self._run_batch, batch)
-            except ServerError as exc:
-                if exc.code is ErrorCode.INTERNAL:
-                    log.error("model '%s' batch failed: %s", self.name, exc.message)
-                _fail(batch, exc)
-                return
-            except Exception as exc:
-                log.exception(
-                    "model '%s' failed on a batch of %d request(s)", self.name, len(batch)
-                )
-                _fail(
-                    batch, InternalError(f"model '{self.name}' failed: {type(exc).__name__}: {exc}")
-                )
-                return
-            compute_ns = time.perf_counter_ns() - started
-            size = sum(p.rows for p in batch)
-            for pending, outputs in zip(batch, parts, strict=True):
-                if not pending.future.done():
-                    pending.future.set_result(
-                        Completed(outputs, size, started - pending.enqueued_ns, compute_ns)
-                    )
+            parts, predict_ns = await loop.run_in_executor(self._executor, self._run_batch, batch)
+        except Exception as exc:
+            self._fail_batch(batch, exc)
+        else:
+            self._complete(batch, parts, started, predict_ns)
         finally:
             self._free += 1
             if self._queue:
                 self._pump()
+            self._wake_idle_waiters()
 
-    def _run_batch(self, batch: list[_Pending]) -> list[Arrays]:
-        """Executor thread: concatenate, predict, split."""
+    def _execute_inline(self, batch: list[_Pending]) -> None:
+        """Run a batch of a fast model on the loop itself: no thread hop, no task."""
+        started = time.perf_counter_ns()
+        try:
+            parts, predict_ns = self._run_batch(batch)
+        except Exception as exc:
+            self._fail_batch(batch, exc)
+        else:
+            self._complete(batch, parts, started, predict_ns)
+        finally:
+            self._free += 1
+            self._wake_idle_waiters()
+
+    def _complete(
+        self, batch: list[_Pending], parts: list[Arrays], started: int, predict_ns: int
+    ) -> None:
+        self._observe(predict_ns)
+        compute_ns = time.perf_counter_ns() - started
+        size = sum(p.rows for p in batch)
+        for pending, outputs in zip(batch, parts, strict=True):
+            if not pending.future.done():
+                pending.future.set_result(
+                    Completed(outputs, size, started - pending.enqueued_ns, compute_ns)
+                )
+
+    def _fail_batch(self, batch: list[_Pending], exc: Exception) -> None:
+        if not isinstance(exc, ServerError):
+            log.exception("model '%s' failed on a batch of %d request(s)", self.name, len(batch))
+            exc = InternalError(f"model '{self.name}' failed: {type(exc).__name__}: {exc}")
+        elif exc.code is ErrorCode.INTERNAL:
+            log.error("model '%s' batch failed: %s", self.name, exc.message)
+        _fail(batch, exc)
+
+    def _observe(self, predict_ns: int) -> None:
+        """Adaptive execution: a model whose predict reliably takes under ``inline_below_ns``
+        runs on the loop; one that gets slower goes back to the executor."""
+        if self.policy.execution != "auto":
+            return
+        bound = self.policy.inline_below_ns
+        self._ewma_ns += (predict_ns - self._ewma_ns) * 0.2
+        self._observed += 1
+        if self._inline:
+            if self._ewma_ns > 2 * bound or predict_ns > 10 * bound:
+                self._inline = False
+        elif self._observed >= INLINE_AFTER_CALLS and self._ewma_ns < bound:
+            self._inline = True
+
+    def _run_batch(self, batch: list[_Pending]) -> tuple[list[Arrays], int]:
+        """Concatenate, predict, split; returns the parts and predict's own duration."""
+        started = time.perf_counter_ns()
         if len(batch) == 1:
-            return [_call(self._predict, batch[0].arrays, self.name)]
+            produced = _call(self._predict, batch[0].arrays, self.name)
+            return [produced], time.perf_counter_ns() - started
         names = batch[0].arrays.keys()
         merged = {n: np.concatenate([p.arrays[n] for p in batch], axis=0) for n in names}
         produced = _call(self._predict, merged, self.name)
+        predict_ns = time.perf_counter_ns() - started
         total = sum(p.rows for p in batch)
         offsets = np.cumsum([p.rows for p in batch])[:-1]
         split: dict[str, list[Any]] = {}
@@ -259,7 +334,7 @@ class Batcher:
                     f"from a batch of {total}"
                 )
             split[out_name] = np.split(array, offsets)
-        return [{n: parts[i] for n, parts in split.items()} for i in range(len(batch))]
+        return [{n: parts[i] for n, parts in split.items()} for i in range(len(batch))], predict_ns
 
 
 def _trim_to_preferred(

@@ -4,9 +4,14 @@ repository index. Nothing here knows about HTTP or gRPC."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
-from modelserve.errors import InvalidArgument, Unavailable
+import orjson
+
+from modelserve.config import parse_model_config
+from modelserve.errors import FailedPrecondition, InvalidArgument, ModelLoadError, Unavailable
+from modelserve.lifecycle import Lifecycle
 from modelserve.repository import ModelRepository
 from modelserve.types import (
     IndexEntry,
@@ -29,10 +34,13 @@ class DataPlane:
     def __init__(
         self,
         repository: ModelRepository,
+        lifecycle: Lifecycle,
         server_name: str = "modelserve",
         server_version: str = "0.0.0",
     ) -> None:
         self._repository = repository
+        self._lifecycle = lifecycle
+        self._accepting = True
         self._metadata = ServerMetadata(server_name, server_version, EXTENSIONS)
         self._ready = False
 
@@ -46,6 +54,14 @@ class DataPlane:
 
     def set_ready(self, ready: bool) -> None:
         self._ready = ready
+
+    def stop_accepting(self) -> None:
+        """From now on inference is refused cleanly (503 / UNAVAILABLE): the server drains."""
+        self._accepting = False
+
+    @property
+    def accepting(self) -> bool:
+        return self._accepting
 
     def server_metadata(self) -> ServerMetadata:
         return self._metadata
@@ -69,9 +85,37 @@ class DataPlane:
 
     # ---- inference ---------------------------------------------------------------------------
 
+    async def load_model(self, name: str, config_json: str | None = None) -> None:
+        """The repository extension's load: (re)load a model, optionally with a config
+        override (a JSON document in model.yaml's schema). Explicit model-control mode only."""
+        self._check_control("load")
+        override = None
+        if config_json:
+            try:
+                document = orjson.loads(config_json)
+            except orjson.JSONDecodeError as exc:
+                raise InvalidArgument(f"the 'config' parameter is not valid JSON: {exc}") from None
+            try:
+                override = parse_model_config(document, Path(name) / "config parameter")
+            except ModelLoadError as exc:
+                raise InvalidArgument(str(exc)) from None
+        await self._lifecycle.load_on_request(name, override)
+
+    async def unload_model(self, name: str) -> None:
+        self._check_control("unload")
+        self._repository.get_entry(name)
+        await self._lifecycle.unload(name)
+
+    def _check_control(self, action: str) -> None:
+        if self._lifecycle.mode != "explicit":
+            raise FailedPrecondition(
+                f"model {action} is not allowed in model control mode "
+                f"'{self._lifecycle.mode}'; start the server with --model-control-mode explicit"
+            )
+
     async def infer(self, request: InferenceRequest) -> InferenceResponse:
-        if not self._ready:
-            raise Unavailable("the server is not ready")
+        if not self._accepting:
+            raise Unavailable("the server is shutting down")
         model = self._repository.get(request.model_name, request.model_version)
         arrays = model.check_inputs(request)
         specs = model.check_requested(request.outputs)

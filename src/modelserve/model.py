@@ -242,6 +242,7 @@ def build_loaded_model(
         preferred_batch_sizes=tuple(batching.preferred_batch_sizes) if batching else (),
         max_queue_size=config.max_queue_size,
         instances=config.instances,
+        execution=config.execution,
     )
     return LoadedModel(
         name=ctx.model_name,

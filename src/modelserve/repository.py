@@ -1,39 +1,45 @@
 """The model repository on disk: ``<root>/<model>/<version>/<artifact>`` plus ``model.yaml``.
 
-Scans the folders, loads the versions the version policy selects, and keeps each version's
-state (LOADING, READY, UNLOADING, UNAVAILABLE + reason). A model that fails to load never stops
-the others from serving.
+It knows which versions exist and their state (LOADING, READY, UNLOADING, UNAVAILABLE + reason).
+Loading happens in two steps so that a new version never replaces a serving one before it is
+READY: ``build`` (in a worker thread) loads and warms up the versions that are new or changed
+beside the serving ones; ``commit`` (on the event loop) swaps them in at once and hands back the
+replaced models, which the lifecycle drains and unloads. A model that fails to load never stops
+the others from serving, and a version that fails to load leaves the serving one untouched.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import threading
-from collections.abc import Iterable
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelserve.config import ModelConfig, load_model_config, valid_model_name
-from modelserve.errors import ModelLoadError, NotFound, Unavailable
+from modelserve.errors import InvalidArgument, ModelLoadError, NotFound, Unavailable
 from modelserve.model import LoadedModel, build_loaded_model
 from modelserve.runtimes.base import LoadContext
 from modelserve.runtimes.registry import RuntimeRegistry, infer_runtime_name
 from modelserve.types import IndexEntry, ModelState
+from modelserve.warmup import warm_up
 
 log = logging.getLogger("modelserve.repository")
 
-__all__ = ["ModelRepository", "VersionSlot"]
+__all__ = ["LoadPlan", "ModelRepository", "VersionSlot"]
+
+KEPT_REASON = "outside the version policy; still serving because no selected version is READY"
 
 
 @dataclass(slots=True)
 class VersionSlot:
-    """One version of one model: its state and, when READY, the loaded model."""
+    """One version of one model: its state and, when READY, the model serving it."""
 
     version: str
     state: ModelState = ModelState.LOADING
     reason: str = ""
     model: LoadedModel | None = None
+    fingerprint: str = ""
 
 
 @dataclass(slots=True)
@@ -42,60 +48,68 @@ class ModelEntry:
     versions: dict[str, VersionSlot] = field(default_factory=dict)
     reason: str = ""
     """A reason that concerns the whole model (bad model.yaml, no versions)."""
+    default_version: str | None = None
+
+
+@dataclass(slots=True)
+class LoadPlan:
+    """What ``build`` prepared for one model; applied by ``commit``."""
+
+    name: str
+    selected: list[str] = field(default_factory=list)
+    loaded: dict[str, tuple[LoadedModel, str]] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    error: str = ""
+    default_version: str | None = None
+
+
+def _fingerprint(paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        for item in sorted(path.rglob("*")) if path.is_dir() else [path]:
+            if "__pycache__" in item.parts:
+                continue
+            if item.is_dir():
+                digest.update(f"{item}/\n".encode())  # an empty version folder counts too
+            elif item.is_file():
+                stat = item.stat()
+                digest.update(f"{item}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
 
 
 class ModelRepository:
-    def __init__(
-        self,
-        root: Path,
-        registry: RuntimeRegistry,
-        executor: Executor,
-        load_threads: int = 4,
-    ) -> None:
+    def __init__(self, root: Path, registry: RuntimeRegistry, executor: Executor) -> None:
         self.root = root
-        self._executor = executor
         self._registry = registry
-        self._load_threads = load_threads
-        self._lock = threading.Lock()
+        self._executor = executor
         self._models: dict[str, ModelEntry] = {}
 
-    # ---- discovery and loading -------------------------------------------------------------
+    # ---- the folders -------------------------------------------------------------------------
 
-    def model_dirs(self) -> list[Path]:
+    def model_dir(self, name: str) -> Path:
+        """The folder of a model; the name is checked so it can never leave the repository."""
+        if not valid_model_name(name):
+            raise InvalidArgument(f"'{name}' is not a valid model name")
+        return self.root / name
+
+    def discover(self) -> list[str]:
+        """Names of the model folders in the repository."""
         if not self.root.is_dir():
             raise ModelLoadError(f"model repository {self.root} is not a directory")
-        dirs = []
+        names = []
         for path in sorted(self.root.iterdir()):
             if not path.is_dir() or path.name.startswith("."):
                 continue
             if not valid_model_name(path.name):
                 log.warning("skipping %s: not a valid model name", path)
                 continue
-            dirs.append(path)
-        return dirs
+            names.append(path.name)
+        return names
 
-    def load_all(self) -> None:
-        """Load every model found in the repository (blocking; run it off the event loop)."""
-        dirs = self.model_dirs()
-        with ThreadPoolExecutor(max_workers=self._load_threads, thread_name_prefix="load") as pool:
-            list(pool.map(self.load_model, dirs))
-
-    def load_model(self, model_dir: Path) -> None:
-        name = model_dir.name
-        entry = ModelEntry(name)
-        with self._lock:
-            self._models[name] = entry
-        try:
-            config = load_model_config(model_dir)
-            versions = self._select_versions(model_dir, config)
-        except ModelLoadError as exc:
-            entry.reason = str(exc)
-            log.error("model %s is unavailable: %s", name, exc)
-            return
-        for version in versions:
-            entry.versions[version] = VersionSlot(version)
-        for version in versions:
-            self._load_version(entry, model_dir, config, version)
+    def model_fingerprint(self, name: str) -> str:
+        """Changes whenever a file of the model changes (size or mtime), is added or removed."""
+        folder = self.model_dir(name)
+        return _fingerprint([folder]) if folder.is_dir() else ""
 
     def _select_versions(self, model_dir: Path, config: ModelConfig) -> list[str]:
         numbers = []
@@ -112,40 +126,128 @@ class ModelRepository:
             )
         return [str(v) for v in chosen]
 
-    def _load_version(
-        self, entry: ModelEntry, model_dir: Path, config: ModelConfig, version: str
-    ) -> None:
-        slot = entry.versions[version]
-        version_dir = model_dir / version
+    # ---- loading: build in a thread, commit on the loop --------------------------------------
+
+    def build(self, name: str, override: ModelConfig | None = None) -> LoadPlan:
+        """Load (and warm up) every selected version that is new or changed. Blocking."""
+        plan = LoadPlan(name)
+        model_dir = self.model_dir(name)
+        entry = self._models.setdefault(name, ModelEntry(name))
         try:
-            runtime_name = config.runtime or infer_runtime_name(version_dir)
-            runtime_cls = self._registry.resolve(runtime_name)
-            ctx = LoadContext(entry.name, version, model_dir, version_dir, config)
-            runtime = runtime_cls.load(ctx)
-            loaded = build_loaded_model(ctx, runtime, runtime_name, self._executor)
+            if not model_dir.is_dir():
+                raise ModelLoadError(f"no model folder {model_dir}")
+            config = override if override is not None else load_model_config(model_dir)
+            plan.selected = self._select_versions(model_dir, config)
         except ModelLoadError as exc:
-            slot.state, slot.reason = ModelState.UNAVAILABLE, str(exc)
-            log.error("model %s version %s failed to load: %s", entry.name, version, exc)
-            return
-        except Exception as exc:  # a framework raised something unexpected while loading
-            slot.state = ModelState.UNAVAILABLE
-            slot.reason = f"{type(exc).__name__}: {exc}"
-            log.exception("model %s version %s failed to load", entry.name, version)
-            return
-        slot.model, slot.state, slot.reason = loaded, ModelState.READY, ""
-        log.info("model %s version %s is READY (%s)", entry.name, version, loaded.platform)
+            plan.error = str(exc)
+            return plan
+        plan.default_version = config.default_version
+        shared = [p for p in model_dir.iterdir() if not p.name.isdigit()]
+        for version in plan.selected:
+            fingerprint = _fingerprint([*shared, model_dir / version]) + repr(config)
+            slot = entry.versions.get(version)
+            if slot is not None and slot.model is not None and slot.fingerprint == fingerprint:
+                continue  # unchanged and serving
+            if slot is None:
+                entry.versions[version] = VersionSlot(version)
+            elif slot.model is None:
+                slot.state, slot.reason = ModelState.LOADING, ""
+            try:
+                loaded = self._load_version(name, model_dir, config, version)
+            except ModelLoadError as exc:
+                plan.failed[version] = str(exc)
+                log.error("model %s version %s failed to load: %s", name, version, exc)
+            except Exception as exc:  # a framework raised something unexpected
+                plan.failed[version] = f"{type(exc).__name__}: {exc}"
+                log.exception("model %s version %s failed to load", name, version)
+            else:
+                plan.loaded[version] = (loaded, fingerprint)
+        return plan
 
-    def unload_all(self) -> None:
-        with self._lock:
-            entries = list(self._models.values())
-        for entry in entries:
+    def _load_version(
+        self, name: str, model_dir: Path, config: ModelConfig, version: str
+    ) -> LoadedModel:
+        version_dir = model_dir / version
+        runtime_name = config.runtime or infer_runtime_name(version_dir)
+        runtime_cls = self._registry.resolve(runtime_name)
+        ctx = LoadContext(name, version, model_dir, version_dir, config)
+        runtime = runtime_cls.load(ctx)
+        try:
+            loaded = build_loaded_model(ctx, runtime, runtime_name, self._executor)
+            if config.warmup is not None:
+                warm_up(loaded, config.warmup, model_dir)
+        except BaseException:
+            runtime.unload()
+            raise
+        return loaded
+
+    def commit(self, plan: LoadPlan) -> list[LoadedModel]:
+        """Apply a plan at once; returns the models it replaced or retired (to drain)."""
+        entry = self._models.setdefault(plan.name, ModelEntry(plan.name))
+        retired: list[LoadedModel] = []
+        if plan.error:
+            entry.reason = plan.error
+            if not any(s.model for s in entry.versions.values()):
+                entry.versions.clear()
+            log.error("model %s is unavailable: %s", plan.name, plan.error)
+            return retired
+        entry.reason = ""
+        entry.default_version = plan.default_version
+        for version, (loaded, fingerprint) in plan.loaded.items():
+            slot = entry.versions.setdefault(version, VersionSlot(version))
+            if slot.model is not None:
+                retired.append(slot.model)
+            slot.model, slot.fingerprint = loaded, fingerprint
+            slot.state, slot.reason = ModelState.READY, ""
+            log.info("model %s version %s is READY (%s)", plan.name, version, loaded.platform)
+        for version, reason in plan.failed.items():
+            slot = entry.versions[version]
+            if slot.model is not None:
+                slot.reason = f"the new files failed to load, still serving the old ones: {reason}"
+            else:
+                slot.state, slot.reason = ModelState.UNAVAILABLE, reason
+        unselected = [v for v in entry.versions if v not in plan.selected]
+        if any(entry.versions[v].model for v in plan.selected):
+            for version in unselected:
+                retired.extend(self._retire_slot(entry, version))
+                del entry.versions[version]
+        else:
+            for version in unselected:  # keep serving until a selected version is READY
+                entry.versions[version].reason = KEPT_REASON
+        return retired
+
+    def begin_unload(self, name: str) -> list[LoadedModel]:
+        """Mark every version UNLOADING; returns their models to drain."""
+        entry = self._entry(name)
+        retired: list[LoadedModel] = []
+        for version in list(entry.versions):
+            retired.extend(self._retire_slot(entry, version))
+        return retired
+
+    def finish_unload(self, name: str) -> None:
+        entry = self._models.get(name)
+        if entry is not None:
             for slot in entry.versions.values():
-                if slot.model is not None:
-                    slot.state = ModelState.UNLOADING
-                    slot.model.runtime.unload()
-                    slot.model, slot.state, slot.reason = None, ModelState.UNAVAILABLE, "unloaded"
+                if slot.model is None and slot.state is ModelState.UNLOADING:
+                    slot.state, slot.reason = ModelState.UNAVAILABLE, "unloaded"
 
-    # ---- lookups ---------------------------------------------------------------------------
+    def forget(self, name: str) -> None:
+        """Drop a model whose folder is gone (after its versions were unloaded)."""
+        self._models.pop(name, None)
+
+    def _retire_slot(self, entry: ModelEntry, version: str) -> list[LoadedModel]:
+        slot = entry.versions[version]
+        if slot.model is None:
+            return []
+        model, slot.model = slot.model, None
+        slot.state, slot.reason = ModelState.UNLOADING, ""
+        return [model]
+
+    # ---- lookups -----------------------------------------------------------------------------
+
+    def get_entry(self, name: str) -> ModelEntry:
+        """The model's record; NotFound when the repository has never seen it."""
+        return self._entry(name)
 
     def _entry(self, name: str) -> ModelEntry:
         entry = self._models.get(name)
@@ -154,13 +256,16 @@ class ModelRepository:
         return entry
 
     def get(self, name: str, version: str = "") -> LoadedModel:
-        """The model to serve for (name, version); version "" means the newest READY one."""
+        """The model to serve for (name, version). Version "" means the model's
+        ``default_version`` when set, else the newest READY one."""
         entry = self._entry(name)
+        if not version and entry.default_version is not None:
+            version = entry.default_version
         if version:
             slot = entry.versions.get(version)
             if slot is None:
                 raise NotFound(f"model '{name}' has no version '{version}'")
-            if slot.model is None or slot.state is not ModelState.READY:
+            if slot.model is None:
                 why = f": {slot.reason}" if slot.reason else ""
                 raise Unavailable(f"model '{name}' version {version} is {slot.state.value}{why}")
             return slot.model
@@ -170,17 +275,15 @@ class ModelRepository:
                 f"version {s.version} {s.state.value}" + (f": {s.reason}" if s.reason else "")
                 for s in entry.versions.values()
             )
-            raise Unavailable(f"model '{name}' has no READY version ({reason})")
+            raise Unavailable(f"model '{name}' has no READY version ({reason or 'not loaded'})")
         model = entry.versions[ready[-1]].model
         assert model is not None
         return model
 
     def ready_versions(self, name: str) -> list[str]:
         entry = self._entry(name)
-        return sorted(
-            (v for v, s in entry.versions.items() if s.state is ModelState.READY and s.model),
-            key=int,
-        )
+        slots = list(entry.versions.items())  # one atomic copy: loader threads add slots
+        return sorted((v for v, s in slots if s.model is not None), key=int)
 
     def is_ready(self, name: str, version: str = "") -> bool:
         try:
@@ -190,19 +293,21 @@ class ModelRepository:
         return True
 
     def index(self, ready_only: bool = False) -> list[IndexEntry]:
-        with self._lock:
-            entries = sorted(self._models.values(), key=lambda e: e.name)
         rows: list[IndexEntry] = []
-        for entry in entries:
+        for entry in sorted(self._models.values(), key=lambda e: e.name):
             if not entry.versions:
                 if not ready_only:
-                    rows.append(IndexEntry(entry.name, "", ModelState.UNAVAILABLE, entry.reason))
+                    state = ModelState.UNAVAILABLE
+                    rows.append(IndexEntry(entry.name, "", state, entry.reason or "not loaded"))
                 continue
-            for slot in sorted(entry.versions.values(), key=lambda s: int(s.version)):
-                if ready_only and slot.state is not ModelState.READY:
+            for slot in sorted(list(entry.versions.values()), key=lambda s: int(s.version)):
+                if ready_only and slot.model is None:
                     continue
                 rows.append(IndexEntry(entry.name, slot.version, slot.state, slot.reason))
         return rows
 
-    def names(self) -> Iterable[str]:
+    def names(self) -> list[str]:
         return sorted(self._models)
+
+    def loaded_models(self) -> list[LoadedModel]:
+        return [s.model for e in self._models.values() for s in e.versions.values() if s.model]

@@ -38,7 +38,7 @@ def broken_server(
     (repo / "corrupt" / "1" / "model.onnx").write_bytes(b"this is not onnx")
     # no version folder
     (repo / "empty").mkdir()
-    running = RunningServer(Settings(model_repository=repo, http_port=0)).start()
+    running = RunningServer(Settings(model_repository=repo, http_port=0, grpc_port=0)).start()
     yield running
     running.stop()
 

@@ -48,7 +48,7 @@ def rows(start: int, n: int, width: int = 3) -> Arrays:
 
 
 def make(model: GatedModel, executor: ThreadPoolExecutor, **policy: Any) -> Batcher:
-    defaults: dict[str, Any] = {"max_batch_size": 16, "dynamic": True}
+    defaults: dict[str, Any] = {"max_batch_size": 16, "dynamic": True, "execution": "thread"}
     return Batcher("m", model.predict, executor, BatchPolicy(**{**defaults, **policy}))
 
 
@@ -229,3 +229,40 @@ async def test_cancelled_request_is_skipped(executor: ThreadPoolExecutor) -> Non
     await running
     await batcher.submit(rows(1, 1), 1)
     assert not any(300 in b for b in model.batches)
+
+
+async def test_auto_execution_goes_inline_for_fast_models_and_back(
+    executor: ThreadPoolExecutor,
+) -> None:
+    threads: list[int] = []
+    delay = {"s": 0.0}
+
+    def predict(arrays: Arrays) -> Arrays:
+        threads.append(threading.get_ident())
+        time.sleep(delay["s"])
+        return {"y": arrays["x"]}
+
+    # a generous bound (5 ms) so that a loaded CI machine does not make the fast model "slow"
+    policy = BatchPolicy(max_batch_size=4, execution="auto", inline_below_ns=5_000_000)
+    batcher = Batcher("m", predict, executor, policy)
+    loop_thread = threading.get_ident()
+    for i in range(40):
+        await batcher.submit(rows(i, 1), 1)
+    assert threads[0] != loop_thread, "starts on the executor"
+    assert threads[-1] == loop_thread, "a fast model runs on the loop"
+    delay["s"] = 0.06
+    await batcher.submit(rows(0, 1), 1)  # one call over ten times the bound, on the loop...
+    threads.clear()
+    await batcher.submit(rows(0, 1), 1)
+    assert threads[-1] != loop_thread, "...sends it back to the executor"
+    with_instances = Batcher(
+        "m",
+        predict,
+        executor,
+        BatchPolicy(max_batch_size=4, instances=2, execution="auto", inline_below_ns=5_000_000),
+    )
+    delay["s"] = 0.0
+    threads.clear()
+    for i in range(40):
+        await with_instances.submit(rows(i, 1), 1)
+    assert loop_thread not in threads, "several instances always use the executor"

@@ -17,7 +17,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_schema_in_docs_is_current() -> None:
     documented = json.loads((ROOT / "docs" / "model-config.schema.json").read_text())
-    assert documented == ModelConfig.model_json_schema(), "regenerate docs/model-config.schema.json"
+    assert documented == ModelConfig.model_json_schema(), (
+        "regenerate with: python -m modelserve schema > docs/model-config.schema.json"
+    )
 
 
 def test_datatype_lists_agree() -> None:
@@ -36,7 +38,8 @@ def test_datatype_lists_agree() -> None:
         ("- a list\n", "expected a mapping"),
         ("inputs: [\n", "not valid YAML"),
         (
-            "inputs: [{name: x, datatype: FP32, shape: [1]}, {name: x, datatype: FP32, shape: [1]}]",
+            "inputs: [{name: x, datatype: FP32, shape: [1]},"
+            " {name: x, datatype: FP32, shape: [1]}]",
             "duplicate",
         ),
     ],

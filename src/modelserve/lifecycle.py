@@ -1,0 +1,179 @@
+"""Model lifecycle: initial load, load/unload on request, repository polling, draining.
+
+A new or changed version is built and warmed up beside the serving one (in a worker thread);
+traffic moves in one step on the event loop once it is READY; the replaced version then refuses
+new work, finishes its queued and running requests, and unloads. Nothing is dropped.
+
+Polling rule for half-copied folders: a change is applied only once the model folder's
+fingerprint (every file's path, size and mtime) is the same on two polls in a row, so a version
+that is still being written is picked up one poll after the copy finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Literal
+
+from modelserve.config import ModelConfig
+from modelserve.errors import InvalidArgument, NotFound
+from modelserve.model import LoadedModel
+from modelserve.repository import LoadPlan, ModelRepository
+
+log = logging.getLogger("modelserve.lifecycle")
+
+ControlMode = Literal["none", "poll", "explicit"]
+
+
+class Lifecycle:
+    def __init__(
+        self,
+        repository: ModelRepository,
+        mode: ControlMode = "none",
+        poll_secs: float = 5.0,
+        drain_timeout_s: float = 30.0,
+        parallel_loads: int = 4,
+    ) -> None:
+        self.repository = repository
+        self.mode = mode
+        self._poll_secs = poll_secs
+        self._drain_timeout_s = drain_timeout_s
+        self._parallel_loads = parallel_loads
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._applied: dict[str, str] = {}
+        self._seen: dict[str, str] = {}
+        self._poll_task: asyncio.Task[None] | None = None
+        self._draining: set[asyncio.Task[None]] = set()
+
+    # ---- start and stop ----------------------------------------------------------------------
+
+    async def start(self, names: list[str] | None = None) -> None:
+        """Load the given models (all in the repository when None), then poll if asked to."""
+        if names is None:
+            names = await asyncio.to_thread(self.repository.discover)
+        limit = asyncio.Semaphore(self._parallel_loads)
+
+        async def one(name: str) -> None:
+            async with limit:
+                await self.load(name)
+
+        await asyncio.gather(*(one(name) for name in names))
+        if self.mode == "poll":
+            self._seen = dict(self._applied)
+            self._poll_task = asyncio.create_task(self._poll_forever())
+
+    async def stop(self) -> None:
+        """Stop polling, let every model finish its work, unload everything."""
+        if self._poll_task is not None:
+            self._poll_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poll_task
+        if self._draining:
+            await asyncio.gather(*self._draining, return_exceptions=True)
+        retired = [m for name in self.repository.names() for m in self._begin_unload(name)]
+        await self._drain(retired)
+
+    async def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until no model has queued or running requests; False on timeout."""
+        waits = [m.batcher.wait_idle() for m in self.repository.loaded_models()]
+        try:
+            await asyncio.wait_for(asyncio.gather(*waits), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    # ---- load and unload ---------------------------------------------------------------------
+
+    def _lock(self, name: str) -> asyncio.Lock:
+        return self._locks.setdefault(name, asyncio.Lock())
+
+    async def load(self, name: str, override: ModelConfig | None = None) -> LoadPlan:
+        """(Re)load a model: new and changed versions swap in once READY; removed ones drain."""
+        self.repository.model_dir(name)  # validates the name before it reaches the disk
+        async with self._lock(name):
+            fingerprint = await asyncio.to_thread(self.repository.model_fingerprint, name)
+            plan = await asyncio.to_thread(self.repository.build, name, override)
+            retired = self.repository.commit(plan)
+            self._applied[name] = fingerprint
+        self._drain_in_background(retired)
+        return plan
+
+    async def load_on_request(self, name: str, override: ModelConfig | None) -> None:
+        """The repository API's load: like ``load``, but failures are the caller's error."""
+        if not (await asyncio.to_thread(self.repository.model_dir(name).is_dir)):
+            raise NotFound(f"no model folder '{name}' in the repository")
+        plan = await self.load(name, override)
+        if plan.error:
+            raise InvalidArgument(f"failed to load '{name}': {plan.error}")
+        if plan.failed and not self.repository.ready_versions(name):
+            reasons = "; ".join(f"version {v}: {r}" for v, r in plan.failed.items())
+            raise InvalidArgument(f"failed to load '{name}': {reasons}")
+
+    async def unload(self, name: str) -> None:
+        """Unload every version once its queued and running requests are done."""
+        async with self._lock(name):
+            retired = self._begin_unload(name)
+            self._applied.pop(name, None)
+        await self._drain(retired)
+        self.repository.finish_unload(name)
+
+    def _begin_unload(self, name: str) -> list[LoadedModel]:
+        retired = self.repository.begin_unload(name)
+        for model in retired:
+            model.batcher.close()
+        return retired
+
+    # ---- draining ----------------------------------------------------------------------------
+
+    def _drain_in_background(self, retired: list[LoadedModel]) -> None:
+        if retired:
+            task = asyncio.create_task(self._drain(retired))
+            self._draining.add(task)
+            task.add_done_callback(self._draining.discard)
+
+    async def _drain(self, retired: list[LoadedModel]) -> None:
+        await asyncio.gather(*(self._retire(model) for model in retired))
+
+    async def _retire(self, model: LoadedModel) -> None:
+        model.batcher.close()
+        try:
+            await asyncio.wait_for(model.batcher.wait_idle(), self._drain_timeout_s)
+        except TimeoutError:
+            log.warning(
+                "model %s version %s still busy after %.0f s; unloading anyway",
+                model.name,
+                model.version,
+                self._drain_timeout_s,
+            )
+        try:
+            await asyncio.to_thread(model.runtime.unload)
+        except Exception:
+            log.exception("model %s version %s failed to unload", model.name, model.version)
+        log.info("model %s version %s unloaded", model.name, model.version)
+
+    # ---- polling -----------------------------------------------------------------------------
+
+    async def _poll_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._poll_secs)
+            try:
+                await self.poll_once()
+            except Exception:
+                log.exception("repository poll failed")
+
+    async def poll_once(self) -> None:
+        """Apply the changes that have been stable since the previous poll."""
+        present = set(await asyncio.to_thread(self.repository.discover))
+        for name in sorted(present):
+            fingerprint = await asyncio.to_thread(self.repository.model_fingerprint, name)
+            stable = self._seen.get(name) == fingerprint
+            self._seen[name] = fingerprint
+            if stable and fingerprint != self._applied.get(name):
+                log.info("model %s changed on disk; reloading", name)
+                await self.load(name)
+        for name in sorted(set(self._applied) - present):
+            log.info("model %s was removed from the repository; unloading", name)
+            await self.unload(name)
+            self.repository.forget(name)
+            self._seen.pop(name, None)

@@ -1,0 +1,55 @@
+"""Warmup: run a few requests through a freshly loaded version before it turns READY."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from modelserve.codecs.tensors import V2_TO_NUMPY
+from modelserve.config import Warmup
+from modelserve.errors import ModelLoadError
+from modelserve.model import LoadedModel
+from modelserve.runtimes.base import Arrays
+from modelserve.types import TensorSpec
+
+
+def _zeros(spec: TensorSpec) -> npt.NDArray[Any]:
+    shape = tuple(1 if dim == -1 else dim for dim in spec.shape)
+    if spec.datatype == "BYTES":
+        array = np.empty(shape, dtype=object)
+        array.fill(b"")
+        return array
+    return np.zeros(shape, dtype=V2_TO_NUMPY[spec.datatype])
+
+
+def sample_inputs(model: LoadedModel, warmup: Warmup, model_dir: Path) -> Arrays:
+    if warmup.sample_file is None:
+        return {spec.name: _zeros(spec) for spec in model.inputs}
+    path = (model_dir / warmup.sample_file).resolve()
+    if model_dir.resolve() not in path.parents or not path.is_file():
+        raise ModelLoadError(f"warmup sample_file '{warmup.sample_file}' not found in {model_dir}")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"warmup sample_file {path}: {exc}") from None
+    missing = [spec.name for spec in model.inputs if spec.name not in arrays]
+    if missing:
+        raise ModelLoadError(f"warmup sample_file {path} lacks input(s) {missing}")
+    return {spec.name: arrays[spec.name] for spec in model.inputs}
+
+
+def warm_up(model: LoadedModel, warmup: Warmup, model_dir: Path) -> None:
+    """Run ``warmup.count`` predictions; any failure is a load failure with the reason."""
+    inputs = sample_inputs(model, warmup, model_dir)
+    for _ in range(warmup.count):
+        try:
+            outputs = model.runtime.predict(inputs)
+        except Exception as exc:
+            raise ModelLoadError(f"warmup failed: {type(exc).__name__}: {exc}") from exc
+        missing = [spec.name for spec in model.outputs if spec.name not in outputs]
+        if missing:
+            raise ModelLoadError(f"warmup failed: the model did not produce {missing}")

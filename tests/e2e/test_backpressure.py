@@ -1,0 +1,108 @@
+"""Backpressure and deadlines through the real REST server: 503 + Retry-After, 504, batching."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from modelserve.config import Settings
+from tests.conftest import RunningServer
+
+SLOW_MODEL = """
+import threading, time
+import numpy as np
+
+class Slow:
+    calls = []
+    lock = threading.Lock()
+
+    def predict(self, inputs):
+        x = inputs["x"]
+        with self.lock:
+            Slow.calls.append(x[:, 0].tolist())
+        time.sleep(float(x[0, 1]))
+        return {"y": x * 2, "rows": np.full((x.shape[0], 1), x.shape[0], dtype=np.int32)}
+"""
+
+
+def _model(repo: Path, name: str, extra: str) -> None:
+    (repo / name / "1").mkdir(parents=True)
+    (repo / name / "slow.py").write_text(SLOW_MODEL)
+    (repo / name / "model.yaml").write_text(
+        "runtime: python\nentrypoint: slow:Slow\nmax_batch_size: 32\n"
+        "inputs: [{name: x, datatype: FP32, shape: [-1, 2]}]\n"
+        "outputs: [{name: y, datatype: FP32, shape: [-1, 2]}, "
+        "{name: rows, datatype: INT32, shape: [-1, 1]}]\n" + extra
+    )
+
+
+@pytest.fixture(scope="module")
+def slow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    repo = tmp_path_factory.mktemp("slow")
+    _model(repo, "bounded", "max_queue_size: 2\n")
+    _model(repo, "timed", "default_timeout_ms: 100\n")
+    _model(repo, "batched", "dynamic_batching: {max_queue_delay_us: 0}\n")
+    running = RunningServer(Settings(model_repository=repo, http_port=0, grpc_port=0)).start()
+    yield running
+    running.stop()
+
+
+def _body(tag: float, sleep: float, timeout_us: int | None = None) -> dict[str, object]:
+    body: dict[str, object] = {
+        "inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 2], "data": [tag, sleep]}]
+    }
+    if timeout_us is not None:
+        body["parameters"] = {"timeout": timeout_us}
+    return body
+
+
+async def test_full_queue_gets_503_with_retry_after(slow_server: RunningServer) -> None:
+    async with httpx.AsyncClient(base_url=f"http://{slow_server.url}", timeout=30) as client:
+        url = "/v2/models/bounded/infer"
+        busy = asyncio.ensure_future(client.post(url, json=_body(1, 0.5)))
+        await asyncio.sleep(0.1)
+        queued = [asyncio.ensure_future(client.post(url, json=_body(2, 0))) for _ in range(2)]
+        await asyncio.sleep(0.1)
+        refused = await client.post(url, json=_body(3, 0))
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"] == "1"
+        assert "queue is full" in refused.json()["error"]
+        assert [r.status_code for r in await asyncio.gather(busy, *queued)] == [200, 200, 200]
+
+
+async def test_request_expiring_in_queue_gets_504_and_is_not_run(
+    slow_server: RunningServer,
+) -> None:
+    async with httpx.AsyncClient(base_url=f"http://{slow_server.url}", timeout=30) as client:
+        url = "/v2/models/timed/infer"
+        busy = asyncio.ensure_future(client.post(url, json=_body(11, 0.4, timeout_us=5_000_000)))
+        await asyncio.sleep(0.1)
+        expired = await client.post(url, json=_body(12, 0))  # default 100 ms timeout
+        assert expired.status_code == 504
+        assert "error" in expired.json()
+        short = await client.post(url, json=_body(13, 0, timeout_us=20_000))
+        assert short.status_code == 504
+        assert (await busy).status_code == 200
+        check = await client.post(url, json=_body(14, 0))
+        assert check.status_code == 200
+        bad = await client.post(url, json=_body(15, 0, timeout_us=-5))
+        assert bad.status_code == 400
+
+
+async def test_concurrent_requests_are_batched(slow_server: RunningServer) -> None:
+    async with httpx.AsyncClient(base_url=f"http://{slow_server.url}", timeout=30) as client:
+        url = "/v2/models/batched/infer"
+        busy = asyncio.ensure_future(client.post(url, json=_body(1, 0.3)))
+        await asyncio.sleep(0.1)
+        replies = await asyncio.gather(
+            *[client.post(url, json=_body(float(i), 0)) for i in range(2, 8)]
+        )
+        await busy
+    for i, reply in enumerate(replies, start=2):
+        outputs = {o["name"]: o["data"] for o in reply.json()["outputs"]}
+        assert outputs["y"] == [2.0 * i, 0.0]
+        assert outputs["rows"] == [6], "the six queued requests ran as one batch"

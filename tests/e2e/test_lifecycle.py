@@ -1,0 +1,270 @@
+"""Versions, the repository API, zero-downtime swaps (poll and load API), drain on unload."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from modelserve.config import Settings
+from tests.conftest import RunningServer
+
+VERSIONED = """
+import time
+import numpy as np
+from pathlib import Path
+
+class Versioned:
+    def load(self, version_dir, parameters):
+        marker = Path(version_dir) / "broken"
+        if marker.exists():
+            raise RuntimeError("this version is broken")
+        self.version = float(Path(version_dir).name)
+        time.sleep(float(parameters.get("load_sleep", 0)))
+
+    def predict(self, inputs):
+        x = inputs["x"]
+        time.sleep(float(x[0, 0]))
+        return {"version": np.full((x.shape[0], 1), self.version, dtype=np.float32)}
+"""
+
+
+def make_model(repo: Path, name: str, versions: list[int], extra: str = "") -> Path:
+    folder = repo / name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "versioned.py").write_text(VERSIONED)
+    (folder / "model.yaml").write_text(
+        "runtime: python\nentrypoint: versioned:Versioned\nmax_batch_size: 8\n"
+        "inputs: [{name: x, datatype: FP32, shape: [-1, 1]}]\n"
+        "outputs: [{name: version, datatype: FP32, shape: [-1, 1]}]\n" + extra
+    )
+    for version in versions:
+        (folder / str(version)).mkdir(exist_ok=True)
+    return folder
+
+
+def body(sleep: float = 0.0) -> dict[str, object]:
+    return {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1], "data": [sleep]}]}
+
+
+def version_of(reply: httpx.Response) -> int:
+    assert reply.status_code == 200, reply.text
+    return int(reply.json()["outputs"][0]["data"][0])
+
+
+class Load:
+    """Continuous requests from several clients until stopped; records every answer."""
+
+    def __init__(self, url: str, model: str, clients: int = 4) -> None:
+        self.url, self.model, self.clients = url, model, clients
+        self.statuses: list[int] = []
+        self.versions: list[int] = []
+        self.errors: list[str] = []
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def _client(self) -> None:
+        async with httpx.AsyncClient(base_url=f"http://{self.url}", timeout=30) as client:
+            while not self._stop.is_set():
+                try:
+                    reply = await client.post(f"/v2/models/{self.model}/infer", json=body(0.002))
+                except httpx.HTTPError as exc:
+                    self.errors.append(repr(exc))
+                    continue
+                self.statuses.append(reply.status_code)
+                if reply.status_code == 200:
+                    self.versions.append(version_of(reply))
+
+    def start(self) -> Load:
+        self._tasks = [asyncio.ensure_future(self._client()) for _ in range(self.clients)]
+        return self
+
+    async def stop(self) -> None:
+        self._stop.set()
+        await asyncio.gather(*self._tasks)
+
+    async def wait_for_version(self, version: int, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.versions or self.versions[-1] != version:
+            assert time.monotonic() < deadline, f"never served version {version}"
+            await asyncio.sleep(0.05)
+
+
+def index(url: str) -> dict[tuple[str, str], dict[str, str]]:
+    rows = httpx.post(f"http://{url}/v2/repository/index").json()
+    return {(r["name"], r["version"]): r for r in rows}
+
+
+@pytest.fixture
+def explicit(tmp_path: Path) -> Iterator[tuple[RunningServer, Path]]:
+    make_model(tmp_path, "swap", [1])
+    make_model(tmp_path, "slow", [1])
+    make_model(tmp_path, "idle", [1])
+    settings = Settings(
+        model_repository=tmp_path,
+        http_port=0,
+        grpc_port=0,
+        model_control_mode="explicit",
+        load_models=("swap", "slow"),
+    )
+    running = RunningServer(settings).start()
+    yield running, tmp_path
+    running.stop()
+
+
+async def test_load_api_swaps_versions_under_load_without_a_failure(
+    explicit: tuple[RunningServer, Path],
+) -> None:
+    server, repo = explicit
+    assert ("idle", "") in index(server.url) or ("idle", "1") not in index(server.url)
+    load = Load(server.url, "swap").start()
+    await load.wait_for_version(1)
+    (repo / "swap" / "2").mkdir()
+    async with httpx.AsyncClient(base_url=f"http://{server.url}", timeout=30) as client:
+        reply = await client.post("/v2/repository/models/swap/load")
+        assert reply.status_code == 200, reply.text
+    await load.wait_for_version(2)
+    await asyncio.sleep(0.2)
+    await load.stop()
+    assert load.errors == []
+    assert set(load.statuses) == {200}, "no request failed during the swap"
+    assert len(load.statuses) > 20
+    assert load.versions[-1] == 2
+    rows = index(server.url)
+    assert rows[("swap", "2")]["state"] == "READY"
+    assert ("swap", "1") not in rows
+
+
+async def test_corrupt_new_version_leaves_the_old_one_serving(
+    explicit: tuple[RunningServer, Path],
+) -> None:
+    server, repo = explicit
+    (repo / "swap" / "2").mkdir()
+    (repo / "swap" / "2" / "broken").write_text("x")
+    async with httpx.AsyncClient(base_url=f"http://{server.url}", timeout=30) as client:
+        reply = await client.post("/v2/repository/models/swap/load")
+        assert reply.status_code == 200, "version 1 still serves, so the load is not a failure"
+        assert version_of(await client.post("/v2/models/swap/infer", json=body())) == 1
+    rows = index(server.url)
+    assert rows[("swap", "2")]["state"] == "UNAVAILABLE"
+    assert "broken" in rows[("swap", "2")]["reason"]
+    assert rows[("swap", "1")]["state"] == "READY"
+    # a config override that is invalid is the caller's mistake
+    async with httpx.AsyncClient(base_url=f"http://{server.url}", timeout=30) as client:
+        bad = await client.post(
+            "/v2/repository/models/swap/load",
+            json={"parameters": {"config": '{"max_batch_size": -1}'}},
+        )
+        assert bad.status_code == 400 and "max_batch_size" in bad.json()["error"]
+        missing = await client.post("/v2/repository/models/nope/load")
+        assert missing.status_code == 404
+        traversal = await client.post("/v2/repository/models/..%2F..%2Fetc/load")
+        assert traversal.status_code in (400, 404)
+
+
+async def test_unload_drains_in_flight_requests(explicit: tuple[RunningServer, Path]) -> None:
+    server, _ = explicit
+    async with httpx.AsyncClient(base_url=f"http://{server.url}", timeout=30) as client:
+        in_flight = [
+            asyncio.ensure_future(client.post("/v2/models/slow/infer", json=body(0.2)))
+            for _ in range(3)
+        ]
+        await asyncio.sleep(0.1)
+        unload = asyncio.ensure_future(client.post("/v2/repository/models/slow/unload"))
+        await asyncio.sleep(0.05)
+        assert index(server.url)[("slow", "1")]["state"] == "UNLOADING"
+        refused = await client.post("/v2/models/slow/infer", json=body())
+        assert refused.status_code == 503
+        results = await asyncio.gather(*in_flight)
+        assert [r.status_code for r in results] == [200, 200, 200]
+        assert (await unload).status_code == 200
+        row = index(server.url)[("slow", "1")]
+        assert row["state"] == "UNAVAILABLE" and row["reason"] == "unloaded"
+        assert (await client.post("/v2/models/slow/infer", json=body())).status_code == 503
+        # and it can come back
+        assert (await client.post("/v2/repository/models/slow/load")).status_code == 200
+        assert (await client.post("/v2/models/slow/infer", json=body())).status_code == 200
+
+
+async def test_index_shows_loading_while_a_version_loads(
+    explicit: tuple[RunningServer, Path],
+) -> None:
+    server, repo = explicit
+    (repo / "idle" / "model.yaml").write_text(
+        (repo / "idle" / "model.yaml").read_text() + "parameters: {load_sleep: 0.5}\n"
+    )
+    async with httpx.AsyncClient(base_url=f"http://{server.url}", timeout=30) as client:
+        load = asyncio.ensure_future(client.post("/v2/repository/models/idle/load"))
+        await asyncio.sleep(0.25)
+        assert index(server.url)[("idle", "1")]["state"] == "LOADING"
+        assert (await client.get("/v2/models/idle/ready")).status_code == 503
+        assert (await load).status_code == 200
+        assert (await client.get("/v2/models/idle/ready")).status_code == 200
+
+
+async def test_versions_default_and_policy(tmp_path: Path) -> None:
+    make_model(tmp_path, "multi", [1, 2, 3], "version_policy: {all: true}\ndefault_version: '2'\n")
+    running = RunningServer(Settings(model_repository=tmp_path, http_port=0, grpc_port=0)).start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://{running.url}", timeout=30) as client:
+            meta = (await client.get("/v2/models/multi")).json()
+            assert meta["versions"] == ["1", "2", "3"]
+            assert version_of(await client.post("/v2/models/multi/infer", json=body())) == 2
+            for v in (1, 3):
+                reply = await client.post(f"/v2/models/multi/versions/{v}/infer", json=body())
+                assert version_of(reply) == v
+            refused = await client.post("/v2/repository/models/multi/load")
+            assert refused.status_code == 409, "load API needs explicit mode"
+    finally:
+        running.stop()
+
+
+async def test_poll_mode_swaps_under_load_and_waits_for_stable_folders(tmp_path: Path) -> None:
+    make_model(tmp_path, "polled", [1])
+    settings = Settings(
+        model_repository=tmp_path,
+        http_port=0,
+        grpc_port=0,
+        model_control_mode="poll",
+        repository_poll_secs=0.2,
+    )
+    running = RunningServer(settings).start()
+    try:
+        load = Load(running.url, "polled").start()
+        await load.wait_for_version(1)
+        shutil.copytree(tmp_path / "polled" / "1", tmp_path / "polled" / "2")
+        await load.wait_for_version(2)
+        (tmp_path / "polled" / "3").mkdir()
+        (tmp_path / "polled" / "3" / "broken").write_text("x")
+        await asyncio.sleep(1.0)
+        assert load.versions[-1] == 2, "a broken version 3 leaves version 2 serving"
+        await load.stop()
+        assert load.errors == [] and set(load.statuses) == {200}
+        rows = index(running.url)
+        assert rows[("polled", "3")]["state"] == "UNAVAILABLE"
+        assert rows[("polled", "2")]["state"] == "READY"
+        shutil.rmtree(tmp_path / "polled")
+        deadline = time.monotonic() + 10
+        while ("polled", "2") in index(running.url):
+            assert time.monotonic() < deadline, "a removed model is unloaded"
+            await asyncio.sleep(0.1)
+    finally:
+        running.stop()
+
+
+async def test_warmup_runs_before_ready_and_failure_is_reported(tmp_path: Path) -> None:
+    make_model(tmp_path, "warm", [1], "warmup: {count: 2}\n")
+    make_model(tmp_path, "cold", [1], "warmup: {count: 1, sample_file: missing.npz}\n")
+    running = RunningServer(Settings(model_repository=tmp_path, http_port=0, grpc_port=0)).start()
+    try:
+        rows = index(running.url)
+        assert rows[("warm", "1")]["state"] == "READY"
+        assert rows[("cold", "1")]["state"] == "UNAVAILABLE"
+        assert "missing.npz" in rows[("cold", "1")]["reason"]
+    finally:
+        running.stop()
