@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -35,7 +36,8 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 JSON = b"application/json"
 OCTETS = b"application/octet-stream"
-HEADER_LENGTH = b"inference-header-content-length"
+HEADER_LENGTH = "inference-header-content-length"
+HEADER_LENGTH_B = HEADER_LENGTH.encode()
 
 
 def _tensor_meta(spec: TensorSpec) -> dict[str, Any]:
@@ -74,40 +76,63 @@ def error_reply(exc: ServerError) -> Reply:
     return reply
 
 
+@dataclass(slots=True)
+class HttpRequest:
+    """One HTTP request, body read in full (the HTTP layer enforces the size limit)."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    """Lower-case names; the last value of a repeated header."""
+    body: bytes = b""
+
+
 class RestApp:
-    """The ASGI application. ``dataplane`` does the work; this class only translates."""
+    """The V2 REST API. ``handle`` does the routing and translation; the DataPlane does the work.
+    ``__call__`` adapts it to ASGI (for any ASGI server and for in-process tests)."""
 
     def __init__(self, dataplane: DataPlane, max_request_bytes: int) -> None:
         self._dp = dataplane
-        self._max_bytes = max_request_bytes
+        self.max_request_bytes = max_request_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return
+    async def handle(self, request: HttpRequest) -> Reply:
+        """Answer one request; never raises."""
         try:
-            reply = await self._dispatch(scope, receive)
+            return await self._dispatch(request)
         except ServerError as exc:
             reply = error_reply(exc)
             if not self._dp.accepting:
                 reply.headers.append((b"connection", b"close"))  # draining: go elsewhere
+            return reply
         except Exception:
             request_id = uuid.uuid4().hex
             log.exception(
                 "internal error handling %s %s (request %s)",
-                scope["method"],
-                scope["path"],
+                request.method,
+                request.path,
                 request_id,
             )
-            reply = json_reply({"error": f"internal server error (request id {request_id})"}, 500)
-        headers = [*reply.headers, (b"content-length", str(len(reply.body)).encode())]
-        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+            return json_reply({"error": f"internal server error (request id {request_id})"}, 500)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            body = await self._read_asgi_body(headers, receive)
+        except ServerError as exc:
+            reply = error_reply(exc)
+        else:
+            reply = await self.handle(HttpRequest(scope["method"], scope["path"], headers, body))
+        head = [*reply.headers, (b"content-length", str(len(reply.body)).encode())]
+        await send({"type": "http.response.start", "status": reply.status, "headers": head})
         await send({"type": "http.response.body", "body": reply.body})
 
-    async def _dispatch(self, scope: Scope, receive: Receive) -> Reply:
-        parts = scope["path"].strip("/").split("/")
-        method = scope["method"]
+    async def _dispatch(self, request: HttpRequest) -> Reply:
+        method = request.method
+        parts = request.path.strip("/").split("/")
         if not parts or parts[0] != "v2":
-            raise NotFound(f"no route for {scope['path']}")
+            raise NotFound(f"no route for {request.path}")
         rest = parts[1:]
         if not rest:
             _allow(method, "GET")
@@ -116,17 +141,17 @@ class RestApp:
                 {"name": meta.name, "version": meta.version, "extensions": list(meta.extensions)}
             )
         head = rest[0]
+        if head == "models" and len(rest) >= 2:
+            return await self._model_route(request, rest[1], rest[2:])
         if head == "health" and len(rest) == 2 and rest[1] in ("live", "ready"):
             _allow(method, "GET")
             ok = self._dp.live() if rest[1] == "live" else self._dp.ready()
             return json_reply({rest[1]: ok}, 200 if ok else 503)
-        if head == "models" and len(rest) >= 2:
-            return await self._model_route(method, rest[1], rest[2:], scope, receive)
         if head == "repository" and len(rest) == 4 and rest[1] == "models":
             if rest[3] not in ("load", "unload"):
-                raise NotFound(f"no route for {scope['path']}")
+                raise NotFound(f"no route for {request.path}")
             _allow(method, "POST")
-            params = _repository_parameters(await self._read_body(scope, receive))
+            params = _repository_parameters(request.body)
             if rest[3] == "load":
                 config = params.get("config")
                 if config is not None and not isinstance(config, str):
@@ -137,9 +162,7 @@ class RestApp:
             return json_reply({})
         if head == "repository" and rest[1:] == ["index"]:
             _allow(method, "POST")
-            body = await self._read_body(scope, receive)
-            ready_only = _index_ready_flag(body)
-            rows = self._dp.repository_index(ready_only)
+            rows = self._dp.repository_index(_index_ready_flag(request.body))
             return json_reply(
                 [
                     {
@@ -151,11 +174,10 @@ class RestApp:
                     for r in rows
                 ]
             )
-        raise NotFound(f"no route for {scope['path']}")
+        raise NotFound(f"no route for {request.path}")
 
-    async def _model_route(
-        self, method: str, name: str, tail: list[str], scope: Scope, receive: Receive
-    ) -> Reply:
+    async def _model_route(self, request: HttpRequest, name: str, tail: list[str]) -> Reply:
+        method = request.method
         version = ""
         if len(tail) >= 2 and tail[0] == "versions":
             version, tail = tail[1], tail[2:]
@@ -164,7 +186,7 @@ class RestApp:
         action = tail[0] if len(tail) == 1 else "" if not tail else None
         if action == "infer":
             _allow(method, "POST")
-            return await self._infer(name, version, scope, receive)
+            return await self._infer(request, name, version)
         if action == "":
             _allow(method, "GET")
             return json_reply(_metadata_doc(self._dp.model_metadata(name, version)))
@@ -175,42 +197,31 @@ class RestApp:
         if action == "config":
             _allow(method, "GET")
             return json_reply(self._dp.model_config(name, version))
-        raise NotFound(f"no route for {scope['path']}")
+        raise NotFound(f"no route for {request.path}")
 
-    async def _infer(self, name: str, version: str, scope: Scope, receive: Receive) -> Reply:
+    async def _infer(self, request: HttpRequest, name: str, version: str) -> Reply:
         header_length: int | None = None
-        for key, value in scope["headers"]:
-            if key == HEADER_LENGTH:
-                try:
-                    header_length = int(value)
-                except ValueError:
-                    raise InvalidArgument(
-                        "Inference-Header-Content-Length must be an integer"
-                    ) from None
-        body = await self._read_body(scope, receive)
-        request = decode_infer_request(body, header_length, name, version)
-        response = await self._dp.infer(request)
-        payload, json_length = encode_infer_response(response, request.parameters, request.outputs)
+        raw_length = request.headers.get(HEADER_LENGTH)
+        if raw_length is not None:
+            try:
+                header_length = int(raw_length)
+            except ValueError:
+                raise InvalidArgument(
+                    "Inference-Header-Content-Length must be an integer"
+                ) from None
+        decoded = decode_infer_request(request.body, header_length, name, version)
+        response = await self._dp.infer(decoded)
+        payload, json_length = encode_infer_response(response, decoded.parameters, decoded.outputs)
         if json_length is None:
             return Reply(200, payload)
         return Reply(
             200,
             payload,
-            [(b"content-type", OCTETS), (HEADER_LENGTH, str(json_length).encode())],
+            [(b"content-type", OCTETS), (HEADER_LENGTH_B, str(json_length).encode())],
         )
 
-    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
-        for key, value in scope["headers"]:
-            if key == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    raise InvalidArgument("Content-Length must be an integer") from None
-                if declared > self._max_bytes:
-                    raise PayloadTooLarge(
-                        f"request body of {declared} bytes exceeds the limit of "
-                        f"{self._max_bytes} bytes"
-                    )
+    async def _read_asgi_body(self, headers: dict[str, str], receive: Receive) -> bytes:
+        check_content_length(headers.get("content-length"), self.max_request_bytes)
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -219,12 +230,30 @@ class RestApp:
                 raise InvalidArgument("client disconnected before sending the whole body")
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self._max_bytes:
-                raise PayloadTooLarge(f"request body exceeds the limit of {self._max_bytes} bytes")
+            if size > self.max_request_bytes:
+                raise PayloadTooLarge(too_large_message(self.max_request_bytes))
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def too_large_message(limit: int) -> str:
+    return f"request body exceeds the limit of {limit} bytes"
+
+
+def check_content_length(value: str | None, limit: int) -> None:
+    """Refuse a declared body over the limit before reading it."""
+    if value is None:
+        return
+    try:
+        declared = int(value)
+    except ValueError:
+        raise InvalidArgument("Content-Length must be an integer") from None
+    if declared > limit:
+        raise PayloadTooLarge(
+            f"request body of {declared} bytes exceeds the limit of {limit} bytes"
+        )
 
 
 def _allow(method: str, allowed: str) -> None:
