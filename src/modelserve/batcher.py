@@ -164,9 +164,8 @@ class Batcher:
             )
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Completed] = loop.create_future()
-        pending = _Pending(
-            arrays, rows, merge_key(arrays), future, time.perf_counter_ns(), deadline
-        )
+        key = merge_key(arrays) if self.policy.dynamic else None
+        pending = _Pending(arrays, rows, key, future, time.perf_counter_ns(), deadline)
         if deadline is not None:
             if deadline <= time.monotonic():
                 raise DeadlineExceeded(f"request to '{self.name}' timed out before it was queued")

@@ -49,6 +49,12 @@ class ModelEntry:
     reason: str = ""
     """A reason that concerns the whole model (bad model.yaml, no versions)."""
     default_version: str | None = None
+    ready: tuple[str, ...] = ()
+    """The versions serving, oldest first; recomputed when a slot changes (see refresh)."""
+
+    def refresh(self) -> None:
+        slots = list(self.versions.items())  # one atomic copy: loader threads add slots
+        self.ready = tuple(sorted((v for v, s in slots if s.model is not None), key=int))
 
 
 @dataclass(slots=True)
@@ -189,6 +195,7 @@ class ModelRepository:
             entry.reason = plan.error
             if not any(s.model for s in entry.versions.values()):
                 entry.versions.clear()
+                entry.refresh()
             log.error("model %s is unavailable: %s", plan.name, plan.error)
             return retired
         entry.reason = ""
@@ -214,6 +221,7 @@ class ModelRepository:
         else:
             for version in unselected:  # keep serving until a selected version is READY
                 entry.versions[version].reason = KEPT_REASON
+        entry.refresh()
         return retired
 
     def begin_unload(self, name: str) -> list[LoadedModel]:
@@ -222,6 +230,7 @@ class ModelRepository:
         retired: list[LoadedModel] = []
         for version in list(entry.versions):
             retired.extend(self._retire_slot(entry, version))
+        entry.refresh()
         return retired
 
     def finish_unload(self, name: str) -> None:
@@ -269,7 +278,7 @@ class ModelRepository:
                 why = f": {slot.reason}" if slot.reason else ""
                 raise Unavailable(f"model '{name}' version {version} is {slot.state.value}{why}")
             return slot.model
-        ready = self.ready_versions(name)
+        ready = entry.ready
         if not ready:
             reason = entry.reason or "; ".join(
                 f"version {s.version} {s.state.value}" + (f": {s.reason}" if s.reason else "")
@@ -281,9 +290,7 @@ class ModelRepository:
         return model
 
     def ready_versions(self, name: str) -> list[str]:
-        entry = self._entry(name)
-        slots = list(entry.versions.items())  # one atomic copy: loader threads add slots
-        return sorted((v for v, s in slots if s.model is not None), key=int)
+        return list(self._entry(name).ready)
 
     def is_ready(self, name: str, version: str = "") -> bool:
         try:

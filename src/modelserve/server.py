@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
-from collections.abc import Generator
 from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import PackageNotFoundError, version
-
-import uvicorn
 
 from modelserve.config import Settings
 from modelserve.dataplane import DataPlane
@@ -19,6 +15,7 @@ from modelserve.lifecycle import Lifecycle
 from modelserve.repository import ModelRepository
 from modelserve.runtimes.registry import RuntimeRegistry
 from modelserve.transports.grpc import GrpcTransport
+from modelserve.transports.http_server import HttpLimits, HttpServer
 from modelserve.transports.rest import RestApp
 
 log = logging.getLogger("modelserve.server")
@@ -32,15 +29,6 @@ def package_version() -> str:
         return version("modelserve")
     except PackageNotFoundError:
         return "0.0.0"
-
-
-class _UvicornServer(uvicorn.Server):
-    """uvicorn's server without its signal handling: the CLI owns signals, so that SIGTERM can
-    drain and exit 0 instead of being re-raised."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -76,9 +64,17 @@ class Server:
         )
         self.rest_app = RestApp(self.dataplane, settings.max_request_bytes)
         self.grpc = GrpcTransport(self.dataplane, settings.grpc_max_message_bytes)
+        self.http = HttpServer(
+            self.rest_app,
+            HttpLimits(
+                max_request_bytes=settings.max_request_bytes,
+                header_timeout_s=settings.header_timeout_s,
+                body_timeout_s=settings.body_timeout_s,
+                keepalive_timeout_s=settings.keepalive_timeout_s,
+                max_connections=settings.max_connections,
+            ),
+        )
         self._http_socket: socket.socket | None = None
-        self._uvicorn: _UvicornServer | None = None
-        self._serve_task: asyncio.Task[None] | None = None
 
     @property
     def http_port(self) -> int:
@@ -93,24 +89,7 @@ class Server:
     async def start(self) -> None:
         """Bind, start answering (live, not ready), load the models, then turn ready."""
         self._http_socket = bind_socket(self.settings.host, self.settings.http_port)
-        config = uvicorn.Config(
-            self.rest_app,
-            http="httptools",
-            loop="none",
-            lifespan="off",
-            access_log=False,
-            log_config=None,
-            server_header=False,
-            date_header=False,
-            timeout_keep_alive=30,
-            proxy_headers=False,
-        )
-        self._uvicorn = _UvicornServer(config)
-        self._serve_task = asyncio.create_task(self._uvicorn.serve(sockets=[self._http_socket]))
-        while not self._uvicorn.started:
-            if self._serve_task.done():
-                self._serve_task.result()
-            await asyncio.sleep(0.005)
+        await self.http.start(self._http_socket)
         log.info("HTTP listening on http://%s:%d", self.settings.host, self.http_port)
         await self.grpc.start(self.settings.host, self.settings.grpc_port)
         log.info("gRPC listening on %s:%d", self.settings.host, self.grpc_port)
@@ -132,9 +111,7 @@ class Server:
         if not await self.lifecycle.wait_idle(self.settings.shutdown_timeout_s):
             log.warning("requests still running after %.0f s", self.settings.shutdown_timeout_s)
         await self.grpc.stop(GRPC_GRACE_S)
-        if self._uvicorn is not None and self._serve_task is not None:
-            self._uvicorn.should_exit = True
-            await self._serve_task
+        await self.http.shutdown(timeout_s=5.0)
         await self.lifecycle.stop()
         self.executor.shutdown(wait=True)
         if self._http_socket is not None:

@@ -1,5 +1,9 @@
 """Transport-neutral data types: what the dataplane receives and returns.
 
+The per-request types (Tensor, RequestedOutput, InferenceRequest, InferenceResponse) are slotted
+but not frozen: a frozen dataclass pays an ``object.__setattr__`` per field on every request.
+Treat them as immutable all the same.
+
 Tensors are numpy arrays; BYTES tensors are numpy object arrays of ``bytes``.
 """
 
@@ -29,7 +33,7 @@ class TensorSpec:
     shape: tuple[int, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Tensor:
     """A decoded tensor: ``data`` already has ``shape`` and the numpy dtype of ``datatype``."""
 
@@ -40,13 +44,13 @@ class Tensor:
     parameters: Parameters = field(default_factory=lambda: EMPTY_PARAMS)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestedOutput:
     name: str
     parameters: Parameters = field(default_factory=lambda: EMPTY_PARAMS)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class InferenceRequest:
     model_name: str
     inputs: tuple[Tensor, ...]
@@ -57,7 +61,7 @@ class InferenceRequest:
     """``None`` asks for every output of the model."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class InferenceResponse:
     model_name: str
     model_version: str
