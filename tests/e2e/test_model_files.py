@@ -1,0 +1,203 @@
+"""Model files and names cannot lead the server outside its repository or into running code the
+operator did not mark as trusted: the load API refuses traversal, absolute paths and URLs as model
+names, config keys that point outside a version folder, and pickle without ``trust: true``."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from modelserve.config import Settings
+from tests.conftest import RunningServer
+
+PYTHON_MODEL = """
+from pathlib import Path
+Path({marker!r}).write_text("imported")
+
+class Model:
+    inputs = [{{"name": "IN", "datatype": "FP32", "shape": [-1, 1]}}]
+    outputs = [{{"name": "OUT", "datatype": "FP32", "shape": [-1, 1]}}]
+
+    def predict(self, inputs):
+        return {{"OUT": inputs["IN"]}}
+"""
+
+
+class WritesAFile:
+    """Unpickling this creates a file: proof that a pickle was (not) opened."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (_write, (self.marker, "unpickled"))
+
+
+def _write(path: str, text: str) -> None:
+    Path(path).write_text(text)
+
+
+@pytest.fixture(scope="module")
+def layout(model_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("layout")
+    repo, outside, markers = root / "repo", root / "outside", root / "markers"
+    markers.mkdir()
+    shutil.copytree(model_repo / "iris_onnx", repo / "iris_onnx")
+    shutil.copytree(model_repo / "iris_onnx", repo / "fresh")  # not loaded at start
+    # a python model outside the repository: importing it would leave a marker file
+    (outside / "1").mkdir(parents=True)
+    (outside / "model.py").write_text(PYTHON_MODEL.format(marker=str(markers / "outside")))
+    (outside / "model.yaml").write_text("runtime: python\nentrypoint: model:Model\n")
+    (outside / "secret.onnx").write_bytes(
+        (model_repo / "iris_onnx" / "1" / "model.onnx").read_bytes()
+    )
+    # a model whose artifact: and warmup sample_file: point outside its folders
+    (repo / "escaper" / "1").mkdir(parents=True)
+    (repo / "escaper" / "model.yaml").write_text(
+        "runtime: onnx\nartifact: ../../../outside/secret.onnx\n"
+    )
+    (repo / "warm_escaper" / "1").mkdir(parents=True)
+    shutil.copy(model_repo / "iris_onnx" / "1" / "model.onnx", repo / "warm_escaper" / "1")
+    (repo / "warm_escaper" / "model.yaml").write_text(
+        "warmup: {sample_file: ../../outside/samples.npz}\n"
+    )
+    # a symlinked artifact that leaves the repository
+    (repo / "linked" / "1").mkdir(parents=True)
+    (repo / "linked" / "model.yaml").write_text("artifact: model.onnx\n")
+    os.symlink(outside / "secret.onnx", repo / "linked" / "1" / "model.onnx")
+    # a pickle that would write a file if it were ever unpickled
+    (repo / "pickled" / "1").mkdir(parents=True)
+    payload = pickle.dumps(WritesAFile(str(markers / "unpickled")))
+    (repo / "pickled" / "1" / "model.pkl").write_bytes(payload)
+    return {"repo": repo, "outside": outside, "markers": markers}
+
+
+@pytest.fixture(scope="module")
+def server(layout: dict[str, Path]) -> Iterator[RunningServer]:
+    running = RunningServer(
+        Settings(
+            model_repository=layout["repo"],
+            http_port=0,
+            grpc_port=0,
+            model_control_mode="explicit",
+            load_models=("iris_onnx",),
+        )
+    ).start()
+    yield running
+    running.stop()
+
+
+BAD_NAMES = [
+    "..",
+    "%2e%2e",
+    "%2E%2E",
+    ".%2e",
+    "..%2Foutside",
+    "..%2F..%2Fouter",
+    "%2Fetc",
+    "%2Fetc%2Fpasswd",
+    "http:%2F%2Fexample.org%2Fmodel",
+    "file:%2F%2F%2Fetc%2Fpasswd",
+    "..%5Coutside",
+    "outside%00",
+    "~",
+    "%7Eroot",
+    "iris_onnx%2F..%2F..%2Fouter",
+]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_load_api_refuses_names_that_leave_the_repository(
+    server: RunningServer, layout: dict[str, Path], name: str
+) -> None:
+    with httpx.Client(base_url=f"http://{server.url}") as client:
+        reply = client.post(f"/v2/repository/models/{name}/load")
+        assert reply.status_code in (400, 404), reply.text
+        assert "error" in reply.json()
+        index = {row["name"] for row in client.post("/v2/repository/index").json()}
+    assert index <= {"iris_onnx", "fresh", "escaper", "warm_escaper", "linked", "pickled"}
+    assert not (layout["markers"] / "outside").exists()
+
+
+def test_model_name_with_dot_dot_in_the_middle(server: RunningServer) -> None:
+    with httpx.Client(base_url=f"http://{server.url}") as client:
+        for name in ("a..b", "...", ".hidden"):
+            assert client.post(f"/v2/repository/models/{name}/load").status_code in (400, 404)
+
+
+@pytest.mark.parametrize(
+    ("name", "fragment"),
+    [("escaper", "outside"), ("warm_escaper", "sample_file"), ("linked", "outside")],
+)
+def test_config_paths_cannot_leave_the_version_folder(
+    server: RunningServer, name: str, fragment: str
+) -> None:
+    with httpx.Client(base_url=f"http://{server.url}") as client:
+        reply = client.post(f"/v2/repository/models/{name}/load")
+        assert reply.status_code == 400
+        assert fragment in reply.json()["error"]
+        assert client.get(f"/v2/models/{name}/ready").status_code == 503
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"artifact": "/etc/passwd"},
+        {"artifact": "../../outside/secret.onnx"},
+        {"runtime": "python", "entrypoint": "..model:Model"},
+        {"runtime": "python", "entrypoint": "os.path:join"},
+        {"warmup": {"sample_file": "/etc/passwd"}},
+    ],
+)
+def test_config_override_cannot_point_outside(
+    server: RunningServer, layout: dict[str, Path], config: dict[str, object]
+) -> None:
+    with httpx.Client(base_url=f"http://{server.url}") as client:
+        reply = client.post(
+            "/v2/repository/models/fresh/load",
+            json={"parameters": {"config": json.dumps(config)}},
+        )
+        assert reply.status_code == 400, reply.text
+        assert client.get("/v2/models/fresh/ready").status_code == 503
+        infer = {
+            "inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": [1] * 4}]
+        }
+        assert client.post("/v2/models/iris_onnx/infer", json=infer).status_code == 200
+    assert not (layout["markers"] / "outside").exists()
+
+
+@pytest.mark.parametrize(
+    "config",
+    [{"trust": True}, {"runtime": "subprocess:Popen"}, {"runtime": "os:system"}],
+)
+def test_config_override_cannot_grant_trust_or_import_modules(
+    server: RunningServer, layout: dict[str, Path], config: dict[str, object]
+) -> None:
+    with httpx.Client(base_url=f"http://{server.url}") as client:
+        reply = client.post(
+            "/v2/repository/models/pickled/load",
+            json={"parameters": {"config": json.dumps(config)}},
+        )
+        assert reply.status_code == 400
+        assert "model.yaml on disk" in reply.json()["error"]
+    assert not (layout["markers"] / "unpickled").exists()
+
+
+def test_pickle_without_trust_is_never_opened(
+    server: RunningServer, layout: dict[str, Path]
+) -> None:
+    with httpx.Client(base_url=f"http://{server.url}") as client:
+        reply = client.post("/v2/repository/models/pickled/load")
+        assert reply.status_code == 400
+        assert "trust" in reply.json()["error"] and "pickle" in reply.json()["error"]
+        rows = {r["name"]: r for r in client.post("/v2/repository/index").json()}
+        assert rows["pickled"]["state"] == "UNAVAILABLE" and "trust" in rows["pickled"]["reason"]
+        assert client.get("/v2/models/iris_onnx/ready").status_code == 200
+    assert not (layout["markers"] / "unpickled").exists()
