@@ -1,0 +1,183 @@
+"""``Observability``: what the transports and the dataplane call to make a request visible.
+
+- Transports: ``begin`` when a request arrives, ``end`` with its status once answered (the
+  access log line and the trace spans are written then).
+- Dataplane: ``infer_succeeded`` / ``infer_failed`` once per inference request, recording the
+  Triton statistics and the Prometheus metrics, and noting model, outcome and timings on the
+  request's context for the access log and the traces.
+- Scrapes: ``exposition`` refreshes the state gauges from the repository (through the reader
+  given to ``watch_models``) and renders the registry.
+
+Everything is called on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+from modelserve.errors import ErrorCode
+from modelserve.observability.access import AccessLog
+from modelserve.observability.connections import ConnectionCounter
+from modelserve.observability.context import CURRENT, RequestContext, usable_id
+from modelserve.observability.exposition import render
+from modelserve.observability.metrics import OUTCOMES, SUCCESS, InferenceMetrics, ModelSample
+from modelserve.observability.stats import StatsBook
+from modelserve.observability.tracing import Tracing
+
+__all__ = ["BatchTiming", "Observability"]
+
+
+class BatchTiming(Protocol):
+    """What the batcher tells about the execution a request ran in (batcher.Completed)."""
+
+    @property
+    def batch_size(self) -> int: ...
+    @property
+    def queue_ns(self) -> int: ...
+    @property
+    def compute_ns(self) -> int: ...
+    @property
+    def leads_batch(self) -> bool: ...
+
+
+class Observability:
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        tracing: Tracing | None = None,
+        access_log: bool = False,
+        multiprocess_dir: str | None = None,
+        process_metrics: bool = True,
+    ) -> None:
+        """``registry``: where the metrics live (a fresh one when None). ``multiprocess_dir``:
+        prometheus_client's multiprocess directory when several processes serve. The process
+        collectors (CPU, memory, file descriptors, GC) are added to the registry when
+        ``process_metrics``."""
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.stats = StatsBook()
+        self.metrics = InferenceMetrics(self.registry)
+        self.tracing = tracing if tracing is not None else Tracing()
+        self.access = AccessLog(access_log)
+        self.connections = ConnectionCounter()
+        self.multiprocess_dir = multiprocess_dir
+        self._models: Callable[[], Iterable[ModelSample]] = tuple
+        if process_metrics:
+            ProcessCollector(registry=self.registry)
+            PlatformCollector(registry=self.registry)
+            GCCollector(registry=self.registry)
+
+    # ---- transports --------------------------------------------------------------------------
+
+    def begin(
+        self,
+        transport: str,
+        method: str,
+        target: str,
+        request_id: str | None = None,
+        traceparent: str | None = None,
+        tracestate: str | None = None,
+    ) -> RequestContext:
+        """Open the context of a request that just arrived; it is current until ``end``."""
+        given = request_id if usable_id(request_id) else None
+        ctx = RequestContext(transport, method, target, given, traceparent, tracestate)
+        ctx.token = CURRENT.set(ctx)
+        return ctx
+
+    def end(self, ctx: RequestContext, status: int | str) -> None:
+        """Close a request: access log line, trace spans; it stops being current."""
+        try:
+            self.access.write(ctx, status)
+            if self.tracing.enabled:
+                self.tracing.export(ctx, status)
+        finally:
+            if ctx.token is not None:
+                CURRENT.reset(ctx.token)
+                ctx.token = None
+
+    # ---- dataplane ---------------------------------------------------------------------------
+
+    def infer_succeeded(
+        self,
+        name: str,
+        version: str,
+        rows: int,
+        done: BatchTiming,
+        started_ns: int,
+        submitted_ns: int,
+        received_ns: int,
+        request_id: str | None,
+    ) -> None:
+        """A request answered: it entered the dataplane at ``started_ns``, was queued at
+        ``submitted_ns`` and got its outputs back from the batcher at ``received_ns``."""
+        now = time.perf_counter_ns()
+        input_ns = submitted_ns - started_ns
+        output_ns = now - received_ns
+        stats = self.stats.version(name, version)
+        stats.succeeded(rows, now - started_ns, done.queue_ns, input_ns, done.compute_ns, output_ns)
+        ctx = CURRENT.get()
+        since = ctx.started_ns if ctx is not None else started_ns
+        series = self.metrics.series(name, version)
+        series.succeeded(now - since, done.queue_ns, done.compute_ns)
+        if done.leads_batch:
+            stats.executed(done.batch_size, input_ns, done.compute_ns, output_ns)
+            series.executed(done.batch_size)
+        if ctx is not None:
+            ctx.model, ctx.version, ctx.outcome, ctx.rows = name, version, SUCCESS, rows
+            ctx.batch_size, ctx.submitted_ns = done.batch_size, submitted_ns
+            ctx.queue_ns, ctx.compute_ns = done.queue_ns, done.compute_ns
+            ctx.adopt_id(request_id)
+
+    def infer_failed(
+        self,
+        label: tuple[str, str],
+        requested: tuple[str, str],
+        code: ErrorCode,
+        started_ns: int | None,
+        request_id: str | None,
+        counted: bool,
+    ) -> None:
+        """A request failed. ``label``: the (model, version) its metrics go under;
+        ``requested``: what the client asked for (for the access log); ``counted``: whether
+        a serving version was found, so that its Triton statistics count the failure.
+        ``started_ns``: when it entered the dataplane (None: the transport refused it)."""
+        now = time.perf_counter_ns()
+        ctx = CURRENT.get()
+        arrived = ctx.started_ns if ctx is not None else started_ns
+        self.metrics.failed(*label, code, now - (arrived or now))
+        if counted:
+            self.stats.version(*label).failed(now - (started_ns or arrived or now))
+        if ctx is not None:
+            ctx.model, ctx.version = requested if not counted else label
+            ctx.outcome = OUTCOMES[code]
+            ctx.adopt_id(request_id)
+
+    # ---- scrapes -----------------------------------------------------------------------------
+
+    def watch_models(self, source: Callable[[], Iterable[ModelSample]]) -> None:
+        """Where the state gauges come from (the dataplane reads its repository)."""
+        self._models = source
+
+    def refresh(self) -> None:
+        """Set the state gauges now."""
+        self.metrics.refresh(self._models(), self.connections.count)
+
+    async def exposition(self, accept: str | None = None) -> tuple[bytes, str]:
+        """Refresh on the loop, render in a thread: (body, content type)."""
+        self.refresh()
+        return await asyncio.to_thread(render, self.registry, self.multiprocess_dir, accept)
+
+    async def sample_forever(self, interval_s: float) -> None:
+        """With several processes, each must keep its gauges fresh on its own, since a scrape
+        reaches only one of them: refresh every ``interval_s`` seconds until cancelled."""
+        while True:
+            self.refresh()
+            await asyncio.sleep(interval_s)
