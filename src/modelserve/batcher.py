@@ -80,6 +80,8 @@ class Completed:
     batch_size: int
     queue_ns: int
     compute_ns: int
+    leads_batch: bool = True
+    """True for exactly one request of each executed batch, so statistics count it once."""
 
 
 @dataclass(slots=True, eq=False)
@@ -283,11 +285,13 @@ class Batcher:
         self._observe(predict_ns)
         compute_ns = time.perf_counter_ns() - started
         size = sum(p.rows for p in batch)
+        leads = True
         for pending, outputs in zip(batch, parts, strict=True):
             if not pending.future.done():
                 pending.future.set_result(
-                    Completed(outputs, size, started - pending.enqueued_ns, compute_ns)
+                    Completed(outputs, size, started - pending.enqueued_ns, compute_ns, leads)
                 )
+                leads = False
 
     def _fail_batch(self, batch: list[_Pending], exc: Exception) -> None:
         if not isinstance(exc, ServerError):

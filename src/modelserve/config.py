@@ -153,10 +153,11 @@ class ModelConfig(BaseModel):
         description="Version served to requests that name none (default: newest READY).",
     )
     warmup: Warmup | None = None
-    execution: Literal["auto", "thread", "inline"] = Field(
+    execution: Literal["auto", "thread", "inline", "process"] = Field(
         default="auto",
         description="Where predict runs: 'thread' on the executor pool, 'inline' on the event "
-        "loop, 'auto' inline once predict reliably takes under 100 µs (one instance only).",
+        "loop, 'auto' inline once predict reliably takes under 100 µs (one instance only), "
+        "'process' in `instances` worker processes (for GIL-bound models).",
     )
     dynamic_batching: DynamicBatching | None = Field(
         default=None, description="Merge queued requests into batches (needs max_batch_size > 0)."
@@ -273,6 +274,8 @@ class Settings(BaseModel):
     """An idle keep-alive connection is closed after this many seconds."""
     max_connections: int = Field(default=1000, ge=1)
     """Open HTTP connections; one more is answered 503 and closed."""
+    reuse_port: bool = False
+    """Share the HTTP and gRPC ports with other modelserve processes (set by --workers)."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     load_threads: int = Field(default=4, ge=1)
     model_control_mode: Literal["none", "poll", "explicit"] = "none"
@@ -283,6 +286,14 @@ class Settings(BaseModel):
     """On shutdown: seconds the server keeps serving while reporting not-ready."""
     shutdown_timeout_s: float = Field(default=30.0, ge=0)
     """On shutdown: the longest queued and running requests get to complete."""
+    # ---- observability (docs/observability.md) ----
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    """Also serve GET /metrics on this port (0 = any free one); /metrics on the HTTP port
+    is always there."""
+    access_log: bool = False
+    """One line per request on logger modelserve.access."""
+    otlp_endpoint: str | None = None
+    """Export trace spans over OTLP/HTTP to this URL (needs the ``tracing`` extra)."""
     # ---- security (docs/security.md) ----
     auth_tokens: tuple[TokenConfig, ...] = ()
     """API tokens and their scopes; empty = no authentication."""

@@ -3,6 +3,7 @@ repository index. Nothing here knows about HTTP or gRPC."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,20 @@ from typing import Any
 import orjson
 
 from modelserve.config import parse_model_config
-from modelserve.errors import FailedPrecondition, InvalidArgument, ModelLoadError, Unavailable
+from modelserve.errors import (
+    ErrorCode,
+    FailedPrecondition,
+    InternalError,
+    InvalidArgument,
+    ModelLoadError,
+    NotFound,
+    ServerError,
+    Unavailable,
+)
 from modelserve.lifecycle import Lifecycle
+from modelserve.model import LoadedModel
+from modelserve.observability import ModelSample, ModelStatistics, Observability
+from modelserve.observability.metrics import UNKNOWN_MODEL
 from modelserve.repository import ModelRepository
 from modelserve.types import (
     IndexEntry,
@@ -27,6 +40,7 @@ EXTENSIONS: tuple[str, ...] = (
     "model_configuration",
     "model_repository",
     "parameters",
+    "statistics",
 )
 
 
@@ -37,12 +51,15 @@ class DataPlane:
         lifecycle: Lifecycle,
         server_name: str = "modelserve",
         server_version: str = "0.0.0",
+        observability: Observability | None = None,
     ) -> None:
         self._repository = repository
         self._lifecycle = lifecycle
         self._accepting = True
         self._metadata = ServerMetadata(server_name, server_version, EXTENSIONS)
         self._ready = False
+        self.observability = observability if observability is not None else Observability()
+        self.observability.watch_models(self._model_samples)
 
     # ---- server ------------------------------------------------------------------------------
 
@@ -99,6 +116,13 @@ class DataPlane:
                 override = parse_model_config(document, Path(name) / "config parameter")
             except ModelLoadError as exc:
                 raise InvalidArgument(str(exc)) from None
+            if override.trust or (override.runtime is not None and ":" in override.runtime):
+                # Whoever holds an API token must not turn on unpickling or import arbitrary
+                # modules: only the operator, in model.yaml on disk (docs/security.md).
+                raise InvalidArgument(
+                    "a config given through the API may not set 'trust' or name a "
+                    "'module:Class' runtime; put those in model.yaml on disk"
+                )
         await self._lifecycle.load_on_request(name, override)
 
     async def unload_model(self, name: str) -> None:
@@ -114,20 +138,106 @@ class DataPlane:
             )
 
     async def infer(self, request: InferenceRequest) -> InferenceResponse:
-        if not self._accepting:
-            raise Unavailable("the server is shutting down")
-        model = self._repository.get(request.model_name, request.model_version)
-        arrays = model.check_inputs(request)
-        specs = model.check_requested(request.outputs)
-        batch = request.inputs[0].shape[0] if model.max_batch_size > 0 else None
-        deadline = _deadline(request.parameters, model.config.default_timeout_ms)
-        done = await model.batcher.submit(arrays, batch or 1, deadline)
-        return InferenceResponse(
-            model_name=model.name,
-            model_version=model.version,
-            outputs=model.build_outputs(done.outputs, specs, batch),
-            id=request.id,
+        """Run one inference; its outcome and timings go to the statistics and metrics."""
+        started = time.perf_counter_ns()
+        model: LoadedModel | None = None
+        try:
+            if not self._accepting:
+                raise Unavailable("the server is shutting down")
+            model = self._repository.get(request.model_name, request.model_version)
+            arrays = model.check_inputs(request)
+            specs = model.check_requested(request.outputs)
+            batch = request.inputs[0].shape[0] if model.max_batch_size > 0 else None
+            deadline = _deadline(request.parameters, model.config.default_timeout_ms)
+            submitted = time.perf_counter_ns()
+            done = await model.batcher.submit(arrays, batch or 1, deadline)
+            received = time.perf_counter_ns()
+            response = InferenceResponse(
+                model_name=model.name,
+                model_version=model.version,
+                outputs=model.build_outputs(done.outputs, specs, batch),
+                id=request.id,
+            )
+        except Exception as exc:
+            code = exc.code if isinstance(exc, ServerError) else InternalError.code
+            self._record_failure(
+                request.model_name, request.model_version, model, code, started, request.id
+            )
+            raise
+        self.observability.infer_succeeded(
+            model.name, model.version, batch or 1, done, started, submitted, received, request.id
         )
+        return response
+
+    def record_rejected(self, name: str, version: str, code: ErrorCode) -> None:
+        """An inference request the transport could not decode (it never reached ``infer``)."""
+        self._record_failure(name, version, None, code, None)
+
+    def _record_failure(
+        self,
+        name: str,
+        version: str,
+        model: LoadedModel | None,
+        code: ErrorCode,
+        started: int | None,
+        request_id: str | None = None,
+    ) -> None:
+        """Labels name only what the repository knows, so clients cannot grow the series; the
+        Triton statistics count the failure when a serving version is found."""
+        if model is None:
+            with contextlib.suppress(ServerError):
+                model = self._repository.get(name, version)
+        if model is not None:
+            label = (model.name, model.version)
+        else:
+            try:
+                known = self._repository.get_entry(name).versions
+            except NotFound:
+                label = (UNKNOWN_MODEL, "")
+            else:
+                label = (name, version if version in known else "")
+        self.observability.infer_failed(
+            label, (name, version), code, started, request_id, model is not None
+        )
+
+    # ---- statistics --------------------------------------------------------------------------
+
+    def model_statistics(self, name: str = "", version: str = "") -> list[ModelStatistics]:
+        """Triton's statistics of every READY version (of one model when ``name`` is given,
+        or of one version); NotFound / Unavailable as for inference otherwise."""
+        if name and version:
+            model = self._repository.get(name, version)
+            keys = [(model.name, model.version)]
+        elif name:
+            ready = self._repository.ready_versions(name)
+            if not ready:
+                self._repository.get(name)  # raises Unavailable with the reason
+            keys = [(name, v) for v in ready]
+        else:
+            models = self._repository.loaded_models()
+            keys = sorted({(m.name, m.version) for m in models}, key=lambda k: (k[0], int(k[1])))
+        return [self.observability.stats.snapshot(n, v) for n, v in keys]
+
+    def _model_samples(self) -> list[ModelSample]:
+        """Every version the repository knows, with its batcher's state when it is loaded."""
+        loaded = {(m.name, m.version): m for m in self._repository.loaded_models()}
+        samples = []
+        for row in self._repository.index():
+            model = loaded.get((row.name, row.version))
+            if model is None:
+                samples.append(ModelSample(row.name, row.version, row.state.value))
+            else:
+                samples.append(
+                    ModelSample(
+                        row.name,
+                        row.version,
+                        row.state.value,
+                        model.batcher.queue_depth,
+                        model.batcher.in_flight,
+                        model.load_ns / 1e9,
+                    )
+                )
+        return samples
 
 
 def _deadline(parameters: Parameters, default_timeout_ms: int) -> float | None:

@@ -11,6 +11,7 @@ class ErrorCode(Enum):
     NOT_FOUND = "NOT_FOUND"
     UNAVAILABLE = "UNAVAILABLE"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    HEADERS_TOO_LARGE = "HEADERS_TOO_LARGE"
     RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
     DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
     UNAUTHENTICATED = "UNAUTHENTICATED"
@@ -27,6 +28,7 @@ STATUS_TABLE: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.NOT_FOUND: (404, "NOT_FOUND"),
     ErrorCode.UNAVAILABLE: (503, "UNAVAILABLE"),
     ErrorCode.PAYLOAD_TOO_LARGE: (413, "RESOURCE_EXHAUSTED"),
+    ErrorCode.HEADERS_TOO_LARGE: (431, "RESOURCE_EXHAUSTED"),
     ErrorCode.RESOURCE_EXHAUSTED: (503, "RESOURCE_EXHAUSTED"),
     ErrorCode.DEADLINE_EXCEEDED: (504, "DEADLINE_EXCEEDED"),
     ErrorCode.UNAUTHENTICATED: (401, "UNAUTHENTICATED"),
@@ -69,6 +71,10 @@ class Unavailable(ServerError):
 
 class PayloadTooLarge(ServerError):
     code = ErrorCode.PAYLOAD_TOO_LARGE
+
+
+class HeadersTooLarge(ServerError):
+    code = ErrorCode.HEADERS_TOO_LARGE
 
 
 class ResourceExhausted(ServerError):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Literal
 
 from modelserve.config import ModelConfig
@@ -45,13 +46,19 @@ class Lifecycle:
         self._seen: dict[str, str] = {}
         self._poll_task: asyncio.Task[None] | None = None
         self._draining: set[asyncio.Task[None]] = set()
+        self.listeners: list[Callable[[], Awaitable[None]]] = []
+        """Called after a model's versions changed (e.g. to publish gRPC health)."""
 
     # ---- start and stop ----------------------------------------------------------------------
 
     async def start(self, names: list[str] | None = None) -> None:
         """Load the given models (all in the repository when None), then poll if asked to."""
+        present = await asyncio.to_thread(self.repository.discover)
         if names is None:
-            names = await asyncio.to_thread(self.repository.discover)
+            names = present
+        for name in present:
+            if name not in names:
+                self.repository.register(name)  # listed in the index, not loaded
         limit = asyncio.Semaphore(self._parallel_loads)
 
         async def one(name: str) -> None:
@@ -97,6 +104,7 @@ class Lifecycle:
             retired = self.repository.commit(plan)
             self._applied[name] = fingerprint
         self._drain_in_background(retired)
+        await self._notify()
         return plan
 
     async def load_on_request(self, name: str, override: ModelConfig | None) -> None:
@@ -117,6 +125,14 @@ class Lifecycle:
             self._applied.pop(name, None)
         await self._drain(retired)
         self.repository.finish_unload(name)
+        await self._notify()
+
+    async def _notify(self) -> None:
+        for listener in self.listeners:
+            try:
+                await listener()
+            except Exception:
+                log.exception("a model-change listener failed")
 
     def _begin_unload(self, name: str) -> list[LoadedModel]:
         retired = self.repository.begin_unload(name)

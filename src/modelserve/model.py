@@ -35,6 +35,8 @@ class LoadedModel:
     max_batch_size: int
     batcher: Batcher
     labels: tuple[str, ...] = ()
+    load_ns: int = 0
+    """How long loading and warming up this version took (set by the repository)."""
     _inputs_by_name: dict[str, TensorSpec] = field(init=False)
     _outputs_by_name: dict[str, TensorSpec] = field(init=False)
 
@@ -242,7 +244,7 @@ def build_loaded_model(
         preferred_batch_sizes=tuple(batching.preferred_batch_sizes) if batching else (),
         max_queue_size=config.max_queue_size,
         instances=config.instances,
-        execution=config.execution,
+        execution="thread" if config.execution == "process" else config.execution,
     )
     return LoadedModel(
         name=ctx.model_name,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,8 @@ from pathlib import Path
 from modelserve.config import ModelConfig, load_model_config, valid_model_name
 from modelserve.errors import InvalidArgument, ModelLoadError, NotFound, Unavailable
 from modelserve.model import LoadedModel, build_loaded_model
-from modelserve.runtimes.base import LoadContext
+from modelserve.runtimes.base import LoadContext, Runtime
+from modelserve.runtimes.process import ProcessRuntime
 from modelserve.runtimes.registry import RuntimeRegistry, infer_runtime_name
 from modelserve.types import IndexEntry, ModelState
 from modelserve.warmup import warm_up
@@ -177,7 +179,11 @@ class ModelRepository:
         runtime_name = config.runtime or infer_runtime_name(version_dir)
         runtime_cls = self._registry.resolve(runtime_name)
         ctx = LoadContext(name, version, model_dir, version_dir, config)
-        runtime = runtime_cls.load(ctx)
+        started = time.perf_counter_ns()
+        if config.execution == "process":
+            runtime: Runtime = ProcessRuntime.start(ctx, runtime_name)
+        else:
+            runtime = runtime_cls.load(ctx)
         try:
             loaded = build_loaded_model(ctx, runtime, runtime_name, self._executor)
             if config.warmup is not None:
@@ -185,6 +191,7 @@ class ModelRepository:
         except BaseException:
             runtime.unload()
             raise
+        loaded.load_ns = time.perf_counter_ns() - started
         return loaded
 
     def commit(self, plan: LoadPlan) -> list[LoadedModel]:
@@ -223,6 +230,10 @@ class ModelRepository:
                 entry.versions[version].reason = KEPT_REASON
         entry.refresh()
         return retired
+
+    def register(self, name: str) -> None:
+        """Know a model without loading it (explicit mode): UNAVAILABLE, 'not loaded'."""
+        self._models.setdefault(name, ModelEntry(name))
 
     def begin_unload(self, name: str) -> list[LoadedModel]:
         """Mark every version UNLOADING; returns their models to drain."""

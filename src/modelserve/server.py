@@ -9,11 +9,16 @@ import socket
 from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import PackageNotFoundError, version
 
+from prometheus_client import CollectorRegistry
+
+from modelserve.auth import Authenticator, exposure_warning
 from modelserve.config import Settings
 from modelserve.dataplane import DataPlane
 from modelserve.lifecycle import Lifecycle
+from modelserve.observability.service import ObservabilityService
 from modelserve.repository import ModelRepository
 from modelserve.runtimes.registry import RuntimeRegistry
+from modelserve.tls import grpc_tls_material, server_ssl_context
 from modelserve.transports.grpc import GrpcTransport
 from modelserve.transports.http_server import HttpLimits, HttpServer
 from modelserve.transports.rest import RestApp
@@ -31,10 +36,14 @@ def package_version() -> str:
         return "0.0.0"
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
+def bind_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
+    """A listening socket; ``reuse_port`` lets several processes share the port (the kernel
+    spreads connections over them)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.listen(2048)
     sock.setblocking(False)
@@ -59,11 +68,33 @@ class Server:
             settings.shutdown_timeout_s,
             settings.load_threads,
         )
+        self.telemetry = ObservabilityService(settings, CollectorRegistry())
         self.dataplane = DataPlane(
-            self.repository, self.lifecycle, settings.server_name, package_version()
+            self.repository,
+            self.lifecycle,
+            settings.server_name,
+            package_version(),
+            self.telemetry.observability,
         )
-        self.rest_app = RestApp(self.dataplane, settings.max_request_bytes)
-        self.grpc = GrpcTransport(self.dataplane, settings.grpc_max_message_bytes)
+        self.auth = (
+            Authenticator(settings.auth_tokens, settings.auth_health)
+            if settings.auth_tokens
+            else None
+        )
+        self.rest_app = RestApp(
+            self.dataplane,
+            settings.max_request_bytes,
+            auth=self.auth,
+            max_tensor_elements=settings.max_tensor_elements,
+        )
+        self.grpc = GrpcTransport(
+            self.dataplane,
+            settings.grpc_max_message_bytes,
+            auth=self.auth,
+            tls=grpc_tls_material(settings),
+            max_tensor_elements=settings.max_tensor_elements,
+        )
+        self.lifecycle.listeners.append(self.grpc.refresh_health)
         self.http = HttpServer(
             self.rest_app,
             HttpLimits(
@@ -73,7 +104,9 @@ class Server:
                 keepalive_timeout_s=settings.keepalive_timeout_s,
                 max_connections=settings.max_connections,
             ),
+            ssl_context=server_ssl_context(settings),
         )
+        self.telemetry.observability.connections.follow(lambda: self.http.open_connections)
         self._http_socket: socket.socket | None = None
 
     @property
@@ -88,10 +121,21 @@ class Server:
 
     async def start(self) -> None:
         """Bind, start answering (live, not ready), load the models, then turn ready."""
-        self._http_socket = bind_socket(self.settings.host, self.settings.http_port)
+        warning = exposure_warning(
+            self.settings.host, self.auth is not None, self.settings.model_control_mode
+        )
+        if warning:
+            log.warning("%s", warning)
+        self._http_socket = bind_socket(
+            self.settings.host, self.settings.http_port, self.settings.reuse_port
+        )
         await self.http.start(self._http_socket)
-        log.info("HTTP listening on http://%s:%d", self.settings.host, self.http_port)
-        await self.grpc.start(self.settings.host, self.settings.grpc_port)
+        scheme = "https" if self.http.ssl_context is not None else "http"
+        log.info("HTTP listening on %s://%s:%d", scheme, self.settings.host, self.http_port)
+        await self.telemetry.start()
+        await self.grpc.start(
+            self.settings.host, self.settings.grpc_port, reuse_port=self.settings.reuse_port
+        )
         log.info("gRPC listening on %s:%d", self.settings.host, self.grpc_port)
         names = self.settings.load_models
         await self.lifecycle.start(list(names) if names is not None else None)
@@ -116,3 +160,4 @@ class Server:
         self.executor.shutdown(wait=True)
         if self._http_socket is not None:
             self._http_socket.close()
+        await self.telemetry.stop()

@@ -26,6 +26,7 @@ from tritonclient.grpc import model_config_pb2 as triton_model_config
 from tritonclient.utils import InferenceServerException
 
 from modelserve.config import Settings
+from modelserve.observability import Observability
 from modelserve.transports._generated import grpc_service_pb2 as pb
 from modelserve.transports.grpc import GrpcTransport
 from tests.conftest import ECHO_MODEL, RunningServer, add_echo_models
@@ -292,17 +293,19 @@ def test_repository_index_ready_filter(small_server: RunningServer) -> None:
     assert "broken" not in ready and "echo_fp32" in ready
 
 
-def test_statistics_and_model_control_are_unimplemented(
+def test_model_control_needs_explicit_mode(
     client: grpcclient.InferenceServerClient,
 ) -> None:
+    """The session server runs in model-control mode 'none': load/unload are refused with the
+    same code as over REST (409 there)."""
     for call in (
-        lambda: client.get_inference_statistics("iris_onnx"),
         lambda: client.load_model("iris_onnx"),
         lambda: client.unload_model("iris_onnx"),
     ):
         with pytest.raises(InferenceServerException) as info:
             call()
-        assert info.value.status() == "StatusCode.UNIMPLEMENTED"
+        assert info.value.status() == "StatusCode.FAILED_PRECONDITION"
+    assert client.is_model_ready("iris_onnx")
 
 
 # ---- typed contents and raw stubs ------------------------------------------------------------
@@ -508,6 +511,8 @@ def test_model_fault_is_internal(small_server: RunningServer) -> None:
 
 class ExplodingDataPlane:
     """Stands in for the DataPlane: inference fails with an exception no one expected."""
+
+    observability = Observability()
 
     def ready(self) -> bool:
         return True

@@ -121,7 +121,8 @@ async def test_load_api_swaps_versions_under_load_without_a_failure(
     explicit: tuple[RunningServer, Path],
 ) -> None:
     server, repo = explicit
-    assert ("idle", "") in index(server.url) or ("idle", "1") not in index(server.url)
+    not_loaded = index(server.url)[("idle", "")]
+    assert not_loaded["state"] == "UNAVAILABLE" and not_loaded["reason"] == "not loaded"
     load = Load(server.url, "swap").start()
     await load.wait_for_version(1)
     (repo / "swap" / "2").mkdir()
@@ -268,3 +269,27 @@ async def test_warmup_runs_before_ready_and_failure_is_reported(tmp_path: Path) 
         assert "missing.npz" in rows[("cold", "1")]["reason"]
     finally:
         running.stop()
+
+
+def test_grpc_repository_load_and_unload(explicit: tuple[RunningServer, Path]) -> None:
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    server, _ = explicit
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    try:
+        assert not client.is_model_ready("idle")
+        client.load_model("idle")
+        assert client.is_model_ready("idle")
+        names = {row.name for row in client.get_model_repository_index().models}
+        assert "idle" in names
+        client.unload_model("idle")
+        assert not client.is_model_ready("idle")
+        with pytest.raises(InferenceServerException) as info:
+            client.load_model("idle", config='{"max_batch_size": -1}')
+        assert "INVALID_ARGUMENT" in str(info.value.status())
+        with pytest.raises(InferenceServerException) as info:
+            client.load_model("does_not_exist")
+        assert "NOT_FOUND" in str(info.value.status())
+    finally:
+        client.close()

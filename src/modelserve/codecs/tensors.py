@@ -89,11 +89,25 @@ def element_count(shape: tuple[int, ...]) -> int:
     return count
 
 
-def check_shape(name: str, shape: object) -> tuple[int, ...]:
-    """A request shape: a list of non-negative integers (no -1)."""
+DEFAULT_MAX_ELEMENTS = 64 * 1024 * 1024
+"""Most tensor elements one request may declare (Settings.max_tensor_elements)."""
+MAX_DIMS = 32
+"""Most dimensions of a request tensor (numpy 1.x's own limit)."""
+
+
+def check_shape(
+    name: str, shape: object, max_elements: int = DEFAULT_MAX_ELEMENTS, counted: int = 0
+) -> tuple[int, ...]:
+    """A request shape: a list of non-negative integers (no -1), at most MAX_DIMS of them,
+    whose product (zeros counted as 1, so that no reshape can overflow) plus the ``counted``
+    elements of the request's earlier inputs is at most ``max_elements``. Checked before any
+    data is decoded, so a lying shape allocates nothing."""
     if not isinstance(shape, list | tuple):
         raise InvalidArgument(f"input '{name}': shape must be a list of integers")
+    if len(shape) > MAX_DIMS:
+        raise InvalidArgument(f"input '{name}': shape has {len(shape)} dimensions, over {MAX_DIMS}")
     dims: list[int] = []
+    span = 1
     for dim in shape:
         if isinstance(dim, bool) or not isinstance(dim, int):
             raise InvalidArgument(f"input '{name}': shape must be a list of integers, got {shape}")
@@ -101,6 +115,12 @@ def check_shape(name: str, shape: object) -> tuple[int, ...]:
             raise InvalidArgument(
                 f"input '{name}': shape {list(shape)} has a negative dimension; "
                 "a request must give the actual size of every dimension"
+            )
+        span *= max(dim, 1)
+        if counted + span > max_elements:
+            raise InvalidArgument(
+                f"input '{name}': shape {list(shape)} exceeds the server's limit of "
+                f"{max_elements} tensor elements per request (all inputs together)"
             )
         dims.append(dim)
     return tuple(dims)

@@ -14,6 +14,7 @@ import numpy.typing as npt
 import orjson
 
 from modelserve.codecs.tensors import (
+    DEFAULT_MAX_ELEMENTS,
     check_shape,
     decode_raw,
     element_count,
@@ -47,15 +48,20 @@ def _parameters(where: str, value: object) -> Parameters:
 
 
 def _flatten_strings(name: str, data: Any, out: list[bytes]) -> None:
-    if isinstance(data, list):
-        for item in data:
-            _flatten_strings(name, item, out)
-    elif isinstance(data, str):
-        out.append(data.encode("utf-8"))
-    else:
-        raise InvalidArgument(
-            f"input '{name}': BYTES data must be strings, got {type(data).__name__}"
-        )
+    """Depth-first, without recursion: JSON may nest deeper than Python's recursion limit."""
+    stack = [iter((data,))]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, list):
+                stack.append(iter(item))
+                break
+            if not isinstance(item, str):
+                raise InvalidArgument(
+                    f"input '{name}': BYTES data must be strings, got {type(item).__name__}"
+                )
+            out.append(item.encode("utf-8"))
+        else:
+            stack.pop()
 
 
 def decode_json_data(
@@ -126,9 +132,11 @@ def decode_infer_request(
     header_length: int | None,
     model_name: str,
     model_version: str = "",
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
 ) -> InferenceRequest:
     """Decode an infer request body. ``header_length`` is the value of
-    Inference-Header-Content-Length, or None when the body is plain JSON."""
+    Inference-Header-Content-Length, or None when the body is plain JSON. The inputs' shapes
+    may declare at most ``max_elements`` elements together."""
     view = memoryview(body)
     if header_length is None:
         header, binary = view, view[0:0]
@@ -152,8 +160,10 @@ def decode_infer_request(
     inputs: list[Tensor] = []
     seen: set[str] = set()
     offset = 0
+    counted = 0
     for position, item in enumerate(raw_inputs):
-        tensor, used = _decode_input(position, item, binary, offset)
+        tensor, used = _decode_input(position, item, binary, offset, max_elements, counted)
+        counted += tensor.data.size
         if tensor.name in seen:
             raise InvalidArgument(f"input '{tensor.name}' is given more than once")
         seen.add(tensor.name)
@@ -179,7 +189,7 @@ def decode_infer_request(
 
 
 def _decode_input(
-    position: int, item: object, binary: memoryview, offset: int
+    position: int, item: object, binary: memoryview, offset: int, max_elements: int, counted: int
 ) -> tuple[Tensor, int]:
     if not isinstance(item, dict):
         raise InvalidArgument(f"inputs[{position}] must be a JSON object")
@@ -192,7 +202,7 @@ def _decode_input(
     numpy_dtype(datatype)
     if "shape" not in item:
         raise InvalidArgument(f"input '{name}': 'shape' is missing")
-    shape = check_shape(name, item["shape"])
+    shape = check_shape(name, item["shape"], max_elements, counted)
     params = _parameters(f"input '{name}'", item.get("parameters"))
     size = params.get("binary_data_size")
     if size is not None:

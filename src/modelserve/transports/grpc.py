@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -22,10 +21,20 @@ from grpc.aio import ServicerContext as Context
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
+from modelserve.auth import Authenticator
+from modelserve.codecs.tensors import DEFAULT_MAX_ELEMENTS
 from modelserve.dataplane import DataPlane
-from modelserve.errors import MethodNotAllowed, NotFound, ServerError, grpc_status_name
+from modelserve.errors import (
+    InvalidArgument,
+    NotFound,
+    ServerError,
+    grpc_status_name,
+)
+from modelserve.observability import Observability, current_request_id
+from modelserve.tls import TlsMaterial
 from modelserve.transports._generated import grpc_service_pb2 as pb
 from modelserve.transports._generated import model_config_pb2 as mc
+from modelserve.transports.grpc_auth import AuthInterceptor
 from modelserve.transports.grpc_codec import (
     decode_infer_request,
     encode_infer_response,
@@ -34,11 +43,14 @@ from modelserve.transports.grpc_codec import (
     repository_index_response,
     server_metadata_response,
 )
+from modelserve.transports.grpc_observe import observe_unary
+from modelserve.transports.stats_codec import statistics_response
 
 log = logging.getLogger("modelserve.grpc")
 
 SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
 SERVICE_NAME: str = SERVICE.full_name
+STREAM_TARGET = f"/{SERVICE_NAME}/ModelStreamInfer"
 STREAM_WINDOW = 64
 """Requests of one stream in flight at once; past it the stream is not read (flow control)."""
 
@@ -53,7 +65,7 @@ def describe_error(exc: Exception, where: str) -> tuple[grpc.StatusCode, str]:
     """The status and message a client gets for ``exc``. Unexpected errors are logged here."""
     if isinstance(exc, ServerError):
         return grpc.StatusCode[grpc_status_name(exc.code)], exc.message
-    request_id = uuid.uuid4().hex
+    request_id = current_request_id()
     log.exception("internal error in %s (request %s)", where, request_id)
     return grpc.StatusCode.INTERNAL, f"internal server error (request id {request_id})"
 
@@ -92,14 +104,21 @@ _KINDS: dict[tuple[bool, bool], tuple[Callable[..., Any], Callable[[str, Any], A
 }
 
 
-def service_handler(servicer: object) -> grpc.GenericRpcHandler:
-    """Handlers for every RPC the proto declares, each wrapped in the error guard; a missing
-    method on ``servicer`` fails here, at start-up."""
+def service_handler(
+    servicer: object, observability: Observability | None = None
+) -> grpc.GenericRpcHandler:
+    """Handlers for every RPC the proto declares, each wrapped in the error guard (and, given
+    ``observability``, unary ones observed: grpc_observe.py); a missing method on ``servicer``
+    fails here, at start-up."""
     handlers = {}
     for method in SERVICE.methods:
         factory, guard = _KINDS[(method.client_streaming, method.server_streaming)]
+        name = f"{SERVICE_NAME}/{method.name}"
+        handler = guard(name, getattr(servicer, method.name))
+        if observability is not None and not method.client_streaming:
+            handler = observe_unary(name, handler, observability)
         handlers[method.name] = factory(
-            guard(f"{SERVICE_NAME}/{method.name}", getattr(servicer, method.name)),
+            handler,
             request_deserializer=GetMessageClass(method.input_type).FromString,
             response_serializer=GetMessageClass(method.output_type).SerializeToString,
         )
@@ -109,8 +128,9 @@ def service_handler(servicer: object) -> grpc.GenericRpcHandler:
 class InferenceServicer:
     """The GRPCInferenceService methods; names are the RPC names of the proto."""
 
-    def __init__(self, dataplane: DataPlane) -> None:
+    def __init__(self, dataplane: DataPlane, max_elements: int = DEFAULT_MAX_ELEMENTS) -> None:
         self._dp = dataplane
+        self._max_elements = max_elements
 
     async def ServerLive(
         self, request: pb.ServerLiveRequest, context: Context
@@ -150,8 +170,15 @@ class InferenceServicer:
     async def ModelInfer(
         self, request: pb.ModelInferRequest, context: Context
     ) -> pb.ModelInferResponse:
-        response = await self._dp.infer(decode_infer_request(request))
+        response = await self._dp.infer(self._decode(request))
         return encode_infer_response(response)
+
+    def _decode(self, request: pb.ModelInferRequest) -> Any:
+        try:
+            return decode_infer_request(request, self._max_elements)
+        except ServerError as exc:
+            self._dp.record_rejected(request.model_name, request.model_version, exc.code)
+            raise
 
     async def ModelStreamInfer(
         self, requests: AsyncIterator[pb.ModelInferRequest], context: Context
@@ -187,33 +214,46 @@ class InferenceServicer:
                     left.cancel()
 
     async def _stream_answer(self, request: pb.ModelInferRequest) -> pb.ModelStreamInferResponse:
+        """One request of a stream, observed on its own (its id: the V2 ``id`` or a new one)."""
+        observability = self._dp.observability
+        ctx = observability.begin("grpc", "ModelStreamInfer", STREAM_TARGET, request.id or None)
+        status = "OK"
         try:
-            response = await self._dp.infer(decode_infer_request(request))
+            response = await self._dp.infer(self._decode(request))
             return pb.ModelStreamInferResponse(infer_response=encode_infer_response(response))
         except Exception as exc:
-            _, message = describe_error(exc, f"{SERVICE_NAME}/ModelStreamInfer")
+            code, message = describe_error(exc, f"{SERVICE_NAME}/ModelStreamInfer")
+            status = code.name
+        finally:
+            observability.end(ctx, status)
         # The id lets a client match the error to its request.
         echo = pb.ModelInferResponse(
             model_name=request.model_name, model_version=request.model_version, id=request.id
         )
         return pb.ModelStreamInferResponse(error_message=message, infer_response=echo)
 
-    # Filled in by the model lifecycle and statistics issues. MethodNotAllowed is UNIMPLEMENTED
-    # in the status table.
     async def ModelStatistics(
         self, request: pb.ModelStatisticsRequest, context: Context
     ) -> pb.ModelStatisticsResponse:
-        raise MethodNotAllowed("ModelStatistics is not implemented yet")
+        return statistics_response(self._dp.model_statistics(request.name, request.version))
 
     async def RepositoryModelLoad(
         self, request: pb.RepositoryModelLoadRequest, context: Context
     ) -> pb.RepositoryModelLoadResponse:
-        raise MethodNotAllowed("RepositoryModelLoad is not implemented yet")
+        config: str | None = None
+        if "config" in request.parameters:
+            parameter = request.parameters["config"]
+            if parameter.WhichOneof("parameter_choice") != "string_param":
+                raise InvalidArgument("parameter 'config' must be a JSON string")
+            config = parameter.string_param
+        await self._dp.load_model(request.model_name, config)
+        return pb.RepositoryModelLoadResponse()
 
     async def RepositoryModelUnload(
         self, request: pb.RepositoryModelUnloadRequest, context: Context
     ) -> pb.RepositoryModelUnloadResponse:
-        raise MethodNotAllowed("RepositoryModelUnload is not implemented yet")
+        await self._dp.unload_model(request.model_name)
+        return pb.RepositoryModelUnloadResponse()
 
 
 class HealthServicer(health.aio.HealthServicer):  # type: ignore[misc]
@@ -249,12 +289,31 @@ def _reflection_pool() -> DescriptorPool:
     return pool
 
 
+def _credentials(tls: TlsMaterial) -> grpc.ServerCredentials:
+    return grpc.ssl_server_credentials(
+        [(tls.private_key, tls.certificate_chain)],
+        root_certificates=tls.client_ca,
+        require_client_auth=tls.client_ca is not None,
+    )
+
+
 class GrpcTransport:
     """A grpc.aio server on the running event loop: inference service, health, reflection."""
 
-    def __init__(self, dataplane: DataPlane, max_message_bytes: int) -> None:
+    def __init__(
+        self,
+        dataplane: DataPlane,
+        max_message_bytes: int,
+        *,
+        auth: Authenticator | None = None,
+        tls: TlsMaterial | None = None,
+        max_tensor_elements: int = DEFAULT_MAX_ELEMENTS,
+    ) -> None:
         self._dp = dataplane
         self._max_message_bytes = max_message_bytes
+        self._auth = auth
+        self._tls = tls
+        self._max_tensor_elements = max_tensor_elements
         self._server: grpc.aio.Server | None = None
         self._health = HealthServicer(dataplane)
         self._port: int | None = None
@@ -265,16 +324,19 @@ class GrpcTransport:
             raise RuntimeError("gRPC server not started")
         return self._port
 
-    async def start(self, host: str, port: int) -> None:
+    async def start(self, host: str, port: int, reuse_port: bool = False) -> None:
+        """Bind and serve. ``reuse_port`` shares the port with other modelserve processes
+        (--workers); otherwise a taken port is an error, as for HTTP."""
         server = grpc.aio.server(
+            interceptors=[AuthInterceptor(self._auth)] if self._auth is not None else None,
             options=[
                 ("grpc.max_receive_message_length", self._max_message_bytes),
                 ("grpc.max_send_message_length", self._max_message_bytes),
-                # A taken port is an error, as for HTTP, not a port silently shared.
-                ("grpc.so_reuseport", 0),
-            ]
+                ("grpc.so_reuseport", 1 if reuse_port else 0),
+            ],
         )
-        server.add_generic_rpc_handlers((service_handler(InferenceServicer(self._dp)),))
+        servicer = InferenceServicer(self._dp, self._max_tensor_elements)
+        server.add_generic_rpc_handlers((service_handler(servicer, self._dp.observability),))
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME),
@@ -283,7 +345,11 @@ class GrpcTransport:
         )
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:
-            bound = server.add_insecure_port(address)
+            bound = (
+                server.add_insecure_port(address)
+                if self._tls is None
+                else server.add_secure_port(address, _credentials(self._tls))
+            )
         except RuntimeError as exc:
             raise OSError(f"cannot bind gRPC to {address}: {exc}") from None
         if bound == 0:

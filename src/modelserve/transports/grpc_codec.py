@@ -17,6 +17,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from modelserve.codecs.tensors import (
+    DEFAULT_MAX_ELEMENTS,
     check_shape,
     decode_raw,
     element_count,
@@ -97,8 +98,11 @@ def encode_parameters(target: Any, params: Parameters) -> None:
 # ---- infer -----------------------------------------------------------------------------------
 
 
-def decode_infer_request(msg: pb.ModelInferRequest) -> InferenceRequest:
-    """A ``ModelInferRequest`` as a neutral request, checked like a REST body."""
+def decode_infer_request(
+    msg: pb.ModelInferRequest, max_elements: int = DEFAULT_MAX_ELEMENTS
+) -> InferenceRequest:
+    """A ``ModelInferRequest`` as a neutral request, checked like a REST body (shapes declare
+    at most ``max_elements`` elements together)."""
     if not msg.inputs:
         raise InvalidArgument("'inputs' must be a non-empty list")
     raw = msg.raw_input_contents
@@ -116,8 +120,11 @@ def decode_infer_request(msg: pb.ModelInferRequest) -> InferenceRequest:
                 )
     inputs: list[Tensor] = []
     seen: set[str] = set()
+    counted = 0
     for position, item in enumerate(msg.inputs):
-        tensor = _decode_input(position, item, raw[position] if raw else None)
+        raw_item = raw[position] if raw else None
+        tensor = _decode_input(position, item, raw_item, max_elements, counted)
+        counted += tensor.data.size
         if tensor.name in seen:
             raise InvalidArgument(f"input '{tensor.name}' is given more than once")
         seen.add(tensor.name)
@@ -140,14 +147,18 @@ def decode_infer_request(msg: pb.ModelInferRequest) -> InferenceRequest:
 
 
 def _decode_input(
-    position: int, item: pb.ModelInferRequest.InferInputTensor, raw: bytes | None
+    position: int,
+    item: pb.ModelInferRequest.InferInputTensor,
+    raw: bytes | None,
+    max_elements: int,
+    counted: int,
 ) -> Tensor:
     name: str = item.name
     if not name:
         raise InvalidArgument(f"inputs[{position}]: 'name' must be a non-empty string")
     datatype: str = item.datatype
     numpy_dtype(datatype)
-    shape = check_shape(name, list(item.shape))
+    shape = check_shape(name, list(item.shape), max_elements, counted)
     params = decode_parameters(f"input '{name}'", item.parameters)
     if raw is not None:
         data = decode_raw(name, datatype, shape, raw)

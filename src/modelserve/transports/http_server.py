@@ -32,7 +32,13 @@ from urllib.parse import unquote
 
 import httptools
 
-from modelserve.errors import InvalidArgument, PayloadTooLarge, ServerError, Unavailable
+from modelserve.errors import (
+    HeadersTooLarge,
+    InvalidArgument,
+    PayloadTooLarge,
+    ServerError,
+    Unavailable,
+)
 from modelserve.transports.rest import (
     HttpRequest,
     Reply,
@@ -50,6 +56,8 @@ _STATUS_LINES = {
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 MAX_PIPELINED = 32
 """Requests parsed ahead on one connection before reading pauses."""
+MAX_HEAD_BYTES = 64 * 1024
+"""Request line plus headers; more is answered 431 and the connection closed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +96,7 @@ class HttpProtocol(asyncio.Protocol):
         server's reaper checks it twice a second: cheaper than a timer per request."""
         # the request being parsed
         self._url = b""
+        self._head_bytes = 0
         self._headers: dict[str, str] = {}
         self._chunks: list[bytes] = []
         self._size = 0
@@ -134,6 +143,9 @@ class HttpProtocol(asyncio.Protocol):
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(InvalidArgument("protocol upgrades are not supported"))
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            self._fail(cause if isinstance(cause, HeadersTooLarge) else InvalidArgument(str(exc)))
         except httptools.HttpParserError as exc:
             self._fail(InvalidArgument(f"malformed HTTP request: {exc}"))
 
@@ -166,6 +178,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self._url = b""
+        self._head_bytes = 0
         self._headers = {}
         self._chunks = []
         self._size = 0
@@ -175,9 +188,16 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+        self._count_head(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_head(len(name) + len(value))
         self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def _count_head(self, size: int) -> None:
+        self._head_bytes += size
+        if self._head_bytes > MAX_HEAD_BYTES:
+            raise HeadersTooLarge(f"request line and headers exceed {MAX_HEAD_BYTES} bytes")
 
     def on_headers_complete(self) -> None:
         try:
@@ -294,7 +314,11 @@ class HttpServer:
         loop = asyncio.get_running_loop()
         factory: Callable[[], HttpProtocol] = lambda: HttpProtocol(self)  # noqa: E731
         self._server = await loop.create_server(
-            factory, sock=sock, ssl=self.ssl_context, backlog=2048
+            factory,
+            sock=sock,
+            ssl=self.ssl_context,
+            backlog=2048,
+            ssl_handshake_timeout=self.limits.header_timeout_s if self.ssl_context else None,
         )
         self._reaper = asyncio.create_task(self._reap())
 

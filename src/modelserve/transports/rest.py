@@ -8,13 +8,14 @@ one ErrorCode table.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from modelserve.auth import Authenticator
+from modelserve.codecs.tensors import DEFAULT_MAX_ELEMENTS
 from modelserve.codecs.v2_json import decode_infer_request, encode_infer_response
 from modelserve.dataplane import DataPlane
 from modelserve.errors import (
@@ -26,6 +27,10 @@ from modelserve.errors import (
     ServerError,
     http_status,
 )
+from modelserve.observability import current_request_id
+from modelserve.transports.access import rest_action
+from modelserve.transports.openapi import static_document
+from modelserve.transports.stats_codec import statistics_document
 from modelserve.types import ModelMetadata, TensorSpec
 
 log = logging.getLogger("modelserve.rest")
@@ -73,6 +78,8 @@ def error_reply(exc: ServerError) -> Reply:
     reply = json_reply({"error": exc.message}, http_status(exc.code))
     if exc.code is ErrorCode.RESOURCE_EXHAUSTED:
         reply.headers.append((b"retry-after", b"1"))
+    elif exc.code is ErrorCode.UNAUTHENTICATED:
+        reply.headers.append((b"www-authenticate", b'Bearer realm="modelserve"'))
     return reply
 
 
@@ -91,13 +98,46 @@ class RestApp:
     """The V2 REST API. ``handle`` does the routing and translation; the DataPlane does the work.
     ``__call__`` adapts it to ASGI (for any ASGI server and for in-process tests)."""
 
-    def __init__(self, dataplane: DataPlane, max_request_bytes: int) -> None:
+    def __init__(
+        self,
+        dataplane: DataPlane,
+        max_request_bytes: int,
+        *,
+        auth: Authenticator | None = None,
+        max_tensor_elements: int = DEFAULT_MAX_ELEMENTS,
+    ) -> None:
         self._dp = dataplane
         self.max_request_bytes = max_request_bytes
+        self._auth = auth
+        self._max_tensor_elements = max_tensor_elements
 
     async def handle(self, request: HttpRequest) -> Reply:
-        """Answer one request; never raises."""
+        """Answer one request; never raises. It is observed around ``_answer``: request id
+        (echoed as ``x-request-id``), access log line, trace spans."""
+        headers = request.headers
+        ctx = self._dp.observability.begin(
+            "http",
+            request.method,
+            request.path,
+            headers.get("x-request-id"),
+            headers.get("traceparent"),
+            headers.get("tracestate"),
+        )
+        reply: Reply | None = None
         try:
+            reply = await self._answer(request)
+            reply.headers.append((b"x-request-id", ctx.request_id.encode()))
+            return reply
+        finally:
+            self._dp.observability.end(ctx, reply.status if reply is not None else 499)
+
+    async def _answer(self, request: HttpRequest) -> Reply:
+        """Answer one request; never raises. With authentication on, every request is checked
+        here, before routing (the route's action: transports/access.py)."""
+        try:
+            if self._auth is not None:
+                action, model = rest_action(request.path)
+                self._auth.check(request.headers.get("authorization"), action, model)
             return await self._dispatch(request)
         except ServerError as exc:
             reply = error_reply(exc)
@@ -105,7 +145,7 @@ class RestApp:
                 reply.headers.append((b"connection", b"close"))  # draining: go elsewhere
             return reply
         except Exception:
-            request_id = uuid.uuid4().hex
+            request_id = current_request_id()
             log.exception(
                 "internal error handling %s %s (request %s)",
                 request.method,
@@ -131,8 +171,18 @@ class RestApp:
     async def _dispatch(self, request: HttpRequest) -> Reply:
         method = request.method
         parts = request.path.strip("/").split("/")
+        if request.path == "/metrics":
+            _allow(method, "GET")
+            body, content_type = await self._dp.observability.exposition(
+                request.headers.get("accept")
+            )
+            return Reply(200, body, [(b"content-type", content_type.encode())])
         if not parts or parts[0] != "v2":
-            raise NotFound(f"no route for {request.path}")
+            document = static_document(request.path)
+            if document is None:
+                raise NotFound(f"no route for {request.path}")
+            _allow(method, "GET")
+            return Reply(200, document.body, [(b"content-type", document.content_type)])
         rest = parts[1:]
         if not rest:
             _allow(method, "GET")
@@ -141,6 +191,9 @@ class RestApp:
                 {"name": meta.name, "version": meta.version, "extensions": list(meta.extensions)}
             )
         head = rest[0]
+        if rest == ["models", "stats"]:
+            _allow(method, "GET")
+            return json_reply(statistics_document(self._dp.model_statistics()))
         if head == "models" and len(rest) >= 2:
             return await self._model_route(request, rest[1], rest[2:])
         if head == "health" and len(rest) == 2 and rest[1] in ("live", "ready"):
@@ -197,6 +250,9 @@ class RestApp:
         if action == "config":
             _allow(method, "GET")
             return json_reply(self._dp.model_config(name, version))
+        if action == "stats":
+            _allow(method, "GET")
+            return json_reply(statistics_document(self._dp.model_statistics(name, version)))
         raise NotFound(f"no route for {request.path}")
 
     async def _infer(self, request: HttpRequest, name: str, version: str) -> Reply:
@@ -209,7 +265,13 @@ class RestApp:
                 raise InvalidArgument(
                     "Inference-Header-Content-Length must be an integer"
                 ) from None
-        decoded = decode_infer_request(request.body, header_length, name, version)
+        try:
+            decoded = decode_infer_request(
+                request.body, header_length, name, version, self._max_tensor_elements
+            )
+        except ServerError as exc:
+            self._dp.record_rejected(name, version, exc.code)
+            raise
         response = await self._dp.infer(decoded)
         payload, json_length = encode_infer_response(response, decoded.parameters, decoded.outputs)
         if json_length is None:
