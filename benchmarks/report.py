@@ -1,0 +1,289 @@
+"""The results: one aligned plain-text table for the terminal, Markdown and JSON for the record."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loadgen import Point
+
+MS, MLS = "modelserve", "MLServer"
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What one row measures."""
+
+    scenario: str  # "tiny" | "mlp"
+    server: str  # "modelserve" | "MLServer"
+    batching: str  # "off" | "on"
+    transport: str  # "REST JSON" | "REST binary" | "gRPC"
+    tool: str  # "wrk" | "perf_analyzer" | "h2load"
+    model: str
+    concurrency: int
+    rows_per_request: int = 1
+
+    @property
+    def key(self) -> str:
+        transport = self.transport.replace(" ", "-").lower()
+        return (
+            f"{self.scenario}/{transport}/{self.tool}/{self.model}/{self.server}"
+            f"/batching-{self.batching}/c{self.concurrency}"
+        )
+
+    @property
+    def pair_key(self) -> tuple[str, ...]:
+        return (
+            self.scenario,
+            self.transport,
+            self.tool,
+            self.model,
+            self.batching,
+            str(self.concurrency),
+        )
+
+
+@dataclass
+class Row:
+    spec: Spec
+    point: Point | None = None
+    na: str = ""  # why there is no point
+    ratio: float | None = None  # modelserve req/s / MLServer req/s, same run
+    efficiency: float | None = None  # served rows/s / raw batch-64 rows/s
+
+
+@dataclass
+class ServerInfo:
+    name: str
+    repo: str
+    startup_s: float
+    idle_rss_mb: float
+    ratio_startup: float | None = None
+    ratio_rss: float | None = None
+
+
+@dataclass
+class Results:
+    meta: dict[str, Any]
+    rows: list[Row] = field(default_factory=list)
+    raw: list[dict[str, Any]] = field(default_factory=list)
+    servers: list[ServerInfo] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _num(value: float | None, digits: int = 0) -> str:
+    if value is None or math.isnan(value):
+        return "n/a"
+    return f"{value:,.{digits}f}"
+
+
+def _ratio(value: float | None) -> str:
+    return "" if value is None or math.isnan(value) else f"{value:.2f}x"
+
+
+ROW_HEADERS = (
+    "server",
+    "transport (tool)",
+    "model",
+    "conc",
+    "batching",
+    "req/s",
+    "rows/s",
+    "p50 ms",
+    "p99 ms",
+    "errors",
+    "CPU µs/req",
+    "vs MLS",
+    "eff",
+)
+RIGHT = {"conc", "req/s", "rows/s", "p50 ms", "p99 ms", "errors", "CPU µs/req", "vs MLS", "eff"}
+
+
+def _row_cells(row: Row) -> list[str]:
+    s, p = row.spec, row.point
+    head = [s.server, f"{s.transport} ({s.tool})", s.model, str(s.concurrency), s.batching]
+    if p is None:
+        return [*head, "n/a", "", "", "", "", "", "", ""]
+    errors = f"{p.errors} !" if p.errors else "0"
+    eff = ""
+    if row.efficiency is not None:
+        eff = f"{row.efficiency:.1%}" if row.efficiency < 0.1 else f"{row.efficiency:.0%}"
+    return [
+        *head,
+        _num(p.req_s),
+        _num(p.rows_s),
+        _num(p.p50_ms, 2),
+        _num(p.p99_ms, 2),
+        errors,
+        _num(p.cpu_us_per_req),
+        _ratio(row.ratio),
+        eff,
+    ]
+
+
+def _align(headers: Sequence[str], rows: list[list[str]], right: set[str]) -> list[str]:
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
+
+    def fmt(cells: Sequence[str]) -> str:
+        out = [
+            c.rjust(w) if h in right else c.ljust(w)
+            for c, w, h in zip(cells, widths, headers, strict=True)
+        ]
+        return "  ".join(out).rstrip()
+
+    return [fmt(headers), fmt(["-" * w for w in widths]), *(fmt(r) for r in rows)]
+
+
+def _md(headers: Sequence[str], rows: list[list[str]], right: set[str]) -> list[str]:
+    rule = ["---:" if h in right else "---" for h in headers]
+    return ["| " + " | ".join(r) + " |" for r in (list(headers), rule, *rows)]
+
+
+def _sections(results: Results) -> list[tuple[str, Sequence[str], list[list[str]], set[str]]]:
+    rows = [_row_cells(r) for r in results.rows]
+    raw_headers = ("model", "call", "batch", "calls/s", "rows/s", "µs/call")
+    raw = [
+        [
+            r["model"],
+            r["call"],
+            str(r["batch"]),
+            _num(r["calls_s"]),
+            _num(r["rows_s"]),
+            _num(r["us_per_call"], 1),
+        ]
+        for r in results.raw
+    ]
+    srv_headers = (
+        "server",
+        "repository",
+        "startup to ready s",
+        "idle RSS MB",
+        "vs MLS start",
+        "vs MLS RSS",
+    )
+    srv = [
+        [
+            s.name,
+            s.repo,
+            _num(s.startup_s, 2),
+            _num(s.idle_rss_mb),
+            _ratio(s.ratio_startup),
+            _ratio(s.ratio_rss),
+        ]
+        for s in results.servers
+    ]
+    return [
+        ("Served (server pinned to core 0, load generator to core 1)", ROW_HEADERS, rows, RIGHT),
+        (
+            "Raw in-process ceiling (core 0, one thread)",
+            raw_headers,
+            raw,
+            {"batch", "calls/s", "rows/s", "µs/call"},
+        ),
+        (
+            "Servers",
+            srv_headers,
+            srv,
+            {"startup to ready s", "idle RSS MB", "vs MLS start", "vs MLS RSS"},
+        ),
+    ]
+
+
+def _error_lines(results: Results) -> list[str]:
+    lines = []
+    for row in results.rows:
+        if row.point is not None and row.point.errors:
+            lines.append(f"! {row.spec.key}: {row.point.errors} errors ({row.point.error_detail})")
+        elif row.point is None:
+            lines.append(f"n/a {row.spec.key}: {row.na}")
+    return lines
+
+
+def render_text(results: Results) -> str:
+    out: list[str] = []
+    for title, headers, rows, right in _sections(results):
+        if rows:
+            out += ["", title, *_align(headers, rows, right)]
+    out += ["", *_error_lines(results), *results.notes]
+    return "\n".join(out) + "\n"
+
+
+def render_markdown(results: Results) -> str:
+    meta = results.meta
+    out = ["# Benchmark results", ""]
+    out += [f"- {k}: {v}" for k, v in meta.items()]
+    for title, headers, rows, right in _sections(results):
+        if rows:
+            out += ["", f"## {title}", "", *_md(headers, rows, right)]
+    extra = [*_error_lines(results), *results.notes]
+    if extra:
+        out += ["", "## Notes", "", *(f"- {line}" for line in extra)]
+    return "\n".join(out) + "\n"
+
+
+def finish(results: Results) -> None:
+    """Fill in serving efficiency and the modelserve/MLServer ratios; sort the rows."""
+    raw = {(r["model"], r["batch"]): r for r in results.raw if r["call"] != "predict_proba"}
+    pairs: dict[tuple[str, ...], dict[str, Row]] = {}
+    for row in results.rows:
+        point = row.point
+        if point is None or math.isnan(point.req_s):
+            continue
+        ceiling = raw.get((row.spec.model, 64))
+        if ceiling:
+            row.efficiency = point.rows_s / float(ceiling["rows_s"])
+        pairs.setdefault(row.spec.pair_key, {})[row.spec.server] = row
+    for pair in pairs.values():
+        ours, theirs = pair.get(MS), pair.get(MLS)
+        if ours and theirs and ours.point and theirs.point and theirs.point.req_s > 0:
+            ours.ratio = ours.point.req_s / theirs.point.req_s
+    order = {"tiny": 0, "mlp": 1}
+
+    def sort_key(r: Row) -> tuple[object, ...]:
+        s = r.spec
+        return (
+            order[s.scenario],
+            s.transport,
+            s.tool,
+            s.model,
+            s.concurrency,
+            s.batching,
+            s.server != MS,
+        )
+
+    results.rows.sort(key=sort_key)
+
+
+def write(results: Results, directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "latest.md").write_text(render_markdown(results))
+    doc = {
+        "meta": results.meta,
+        "rows": [
+            {"key": r.spec.key, **asdict(r.spec), "result": asdict(r.point) if r.point else None}
+            | {"na": r.na, "ratio_vs_mlserver": r.ratio, "efficiency": r.efficiency}
+            for r in results.rows
+        ],
+        "raw": results.raw,
+        "servers": [asdict(s) for s in results.servers],
+        "notes": results.notes,
+    }
+    text = json.dumps(_clean(doc), indent=2, default=str, allow_nan=False)
+    (directory / "latest.json").write_text(text + "\n")
+
+
+def _clean(value: Any) -> Any:
+    """NaN (no measurement) becomes null, so that the file is strict JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value

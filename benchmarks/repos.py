@@ -1,0 +1,101 @@
+"""Build the model repositories the benchmark serves, under ``.bench/repos/``.
+
+- ``modelserve``: iris_onnx, mlp_onnx and iris_sklearn from ``examples/build_examples.py`` with
+  their committed ``model.yaml``;
+- ``modelserve-batching``: the same with ``dynamic_batching: {max_queue_delay_us: 500}``;
+- ``modelserve-sklearn``: iris_sklearn alone (start-up time and idle RSS against MLServer, which
+  serves that model alone);
+- ``mlserver-off`` / ``mlserver-on``: MLServer's repository with the same fitted iris_sklearn
+  estimator dumped with joblib (MLServer's sklearn runtime loads joblib files only), without and
+  with MLServer's adaptive batching.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from tools import BENCH_DIR, REPO, log
+
+MODELS = ("iris_onnx", "mlp_onnx", "iris_sklearn")
+BATCHING_YAML = "\ndynamic_batching:\n  max_queue_delay_us: 500\n"
+MLSERVER_MAX_BATCH_SIZE = 64
+MLSERVER_MAX_BATCH_TIME_S = 0.0005  # the same 500 µs as ours
+
+
+@dataclass(frozen=True)
+class Repos:
+    modelserve: Path
+    batching: Path
+    sklearn_only: Path
+    mlserver_off: Path
+    mlserver_on: Path
+
+
+def _copy_model(build: Path, model: str, target: Path, extra_yaml: str = "") -> None:
+    dest = target / model
+    shutil.copytree(build / model / "1", dest / "1")
+    yaml = (REPO / "examples" / "models" / model / "model.yaml").read_text()
+    (dest / "model.yaml").write_text(yaml + extra_yaml)
+
+
+def _mlserver_repo(skops_file: Path, target: Path, batching: bool) -> None:
+    import joblib
+    import skops.io as sio
+
+    # our own file, built a moment ago: trust the types it lists
+    estimator = sio.load(skops_file, trusted=sio.get_untrusted_types(file=skops_file))
+    model_dir = target / "iris_sklearn"
+    model_dir.mkdir(parents=True)
+    joblib.dump(estimator, model_dir / "model.joblib")
+    settings: dict[str, object] = {
+        "name": "iris_sklearn",
+        "implementation": "mlserver_sklearn.SKLearnModel",
+        "parameters": {"uri": "./model.joblib", "version": "1"},
+        # declared so that perf_analyzer (which reads the metadata) sends the input and asks for
+        # both outputs: the same work as one request to modelserve (predict + predict_proba)
+        "inputs": [{"name": "input", "datatype": "FP64", "shape": [-1, 4]}],
+        "outputs": [
+            {"name": "predict", "datatype": "INT64", "shape": [-1]},
+            {"name": "predict_proba", "datatype": "FP64", "shape": [-1, 3]},
+        ],
+    }
+    if batching:
+        settings["max_batch_size"] = MLSERVER_MAX_BATCH_SIZE
+        settings["max_batch_time"] = MLSERVER_MAX_BATCH_TIME_S
+    (model_dir / "model-settings.json").write_text(json.dumps(settings, indent=2))
+
+
+def build_repos() -> Repos:
+    root = BENCH_DIR / "repos"
+    build = BENCH_DIR / "build"
+    log("building the example models (examples/build_examples.py)")
+    done = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "build_examples.py"), str(build)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"build_examples.py failed:\n{done.stdout}\n{done.stderr}")
+    if root.exists():
+        shutil.rmtree(root)
+    repos = Repos(
+        modelserve=root / "modelserve",
+        batching=root / "modelserve-batching",
+        sklearn_only=root / "modelserve-sklearn",
+        mlserver_off=root / "mlserver-off",
+        mlserver_on=root / "mlserver-on",
+    )
+    for model in MODELS:
+        _copy_model(build, model, repos.modelserve)
+        _copy_model(build, model, repos.batching, BATCHING_YAML)
+    _copy_model(build, "iris_sklearn", repos.sklearn_only)
+    skops_file = build / "iris_sklearn" / "1" / "model.skops"
+    _mlserver_repo(skops_file, repos.mlserver_off, batching=False)
+    _mlserver_repo(skops_file, repos.mlserver_on, batching=True)
+    return repos

@@ -1,0 +1,204 @@
+"""`make bench`: modelserve against MLServer 1.7.1 on this machine, plus the raw in-process ceiling.
+
+    .venv/bin/python benchmarks/run.py [--quick] [--only PATTERN[,PATTERN...]] [--seconds S]
+
+Servers run pinned to core 0 (``taskset -c 0``), load generators to core 1. Tools are set up before
+the first measurement and cached under ``.bench/``; results go to benchmarks/results/latest.*.
+See docs/benchmarks.md for what each column means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from types import FrameType
+
+import repos
+import servers
+import tools
+from report import MLS, MS, Results, ServerInfo, finish, render_text, write
+from scenarios import Bench, plan, selected
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def raw_ceiling(bench: Bench) -> list[dict[str, object]]:
+    out = bench.logs / "raw.json"
+    argv = [sys.executable, str(Path(__file__).with_name("raw.py")), str(bench.repos.modelserve)]
+    argv += ["--seconds", str(0.5 if bench.args.quick else 1.0), "--out", str(out)]
+    proc = servers.spawn(argv, cpu=0, log_path=bench.logs / "raw.log")
+    try:
+        proc.wait(300)
+    finally:
+        servers.stop(proc)
+    if proc.returncode != 0 or not out.exists():
+        tools.log(f"raw ceiling failed: {(bench.logs / 'raw.log').read_text()[-500:]}")
+        return []
+    result: list[dict[str, object]] = json.loads(out.read_text())
+    return result
+
+
+def startup_pair(bench: Bench, results: Results) -> None:
+    """Start-up time and idle RSS of modelserve serving iris_sklearn alone, as MLServer does."""
+    try:
+        alone = servers.start_modelserve(
+            bench.repos.sklearn_only, "off", bench.logs, bench.grpc_flag
+        )
+    except RuntimeError as exc:
+        bench.failures.append(f"modelserve (iris_sklearn alone) did not start: {exc}")
+        return
+    servers.stop(alone.proc)
+    results.servers.append(
+        ServerInfo("modelserve", "iris_sklearn", alone.startup_s, alone.idle_rss_mb)
+    )
+    bench.server(MLS, "off")  # started now, so that the pair is measured back to back
+
+
+SERVED = {
+    (MS, "off"): "iris_onnx, mlp_onnx, iris_sklearn",
+    (MS, "on"): "iris_onnx, mlp_onnx, iris_sklearn; dynamic_batching",
+    (MLS, "off"): "iris_sklearn",
+    (MLS, "on"): "iris_sklearn; adaptive batching",
+}
+
+
+def server_rows(bench: Bench, results: Results) -> None:
+    for (kind, batching), srv in bench.servers.items():
+        if isinstance(srv, servers.Server):
+            name = (
+                kind if kind == MS else f"MLServer (parallel_workers={bench.args.mlserver_workers})"
+            )
+            info = ServerInfo(name, SERVED[kind, batching], srv.startup_s, srv.idle_rss_mb)
+            results.servers.append(info)
+    alone = next((s for s in results.servers if s.name == MS and s.repo == "iris_sklearn"), None)
+    other = next((s for s in results.servers if s.name != MS and s.repo == "iris_sklearn"), None)
+    if alone and other:
+        alone.ratio_startup = alone.startup_s / other.startup_s
+        alone.ratio_rss = alone.idle_rss_mb / other.idle_rss_mb
+
+
+def machine() -> dict[str, object]:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", *args], capture_output=True, text=True, cwd=tools.REPO, check=False
+        )
+        return done.stdout.strip()
+
+    changed = len(git("status", "--porcelain", "src").splitlines())
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": f"{cpu} ({os.cpu_count()} cores)",
+        "repository HEAD": f"{git('rev-parse', '--short', 'HEAD')} ({changed} uncommitted "
+        "path(s) under src/; servers run the working tree unless 'modelserve source' is set)",
+        "python": platform.python_version(),
+        "onnxruntime": metadata.version("onnxruntime"),
+        "scikit-learn": tools.sklearn_version(),
+        "MLServer": "1.7.1 (mlserver-sklearn 1.7.1, uvloop<0.22)",
+        "load average at start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="~2 minutes: c=1 and 64, 3 s points")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated substrings of row keys "
+        "(e.g. grpc, mlp, MLServer, batching-on, c64, raw, startup)",
+    )
+    parser.add_argument("--seconds", type=float, help="per point (default 6, --quick 3)")
+    parser.add_argument(
+        "--mlserver-workers",
+        type=int,
+        default=0,
+        help="MLServer parallel_workers (default 0: fastest on one core here)",
+    )
+    parser.add_argument(
+        "--modelserve-src",
+        type=Path,
+        help="run modelserve from this src/ folder (e.g. a `git archive` of a commit) instead of "
+        "the working tree",
+    )
+    parser.add_argument("--list", action="store_true", help="print the row keys and exit")
+    args = parser.parse_args(argv)
+    args.seconds = args.seconds or (3.0 if args.quick else 6.0)
+    args.only = [p for p in args.only.split(",") if p]
+    return args
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    specs = [s for s in plan((1, 64) if args.quick else (1, 8, 64)) if selected(s.key, args.only)]
+    if args.list:
+        print("\n".join(["raw", "startup", *(s.key for s in specs)]))
+        return 0
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
+    started = time.monotonic()
+    logs = tools.BENCH_DIR / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    results = Results(meta=machine())
+    results.meta["seconds per point"] = args.seconds
+    results.meta["MLServer parallel_workers"] = args.mlserver_workers
+    if args.modelserve_src:
+        results.meta["modelserve source"] = servers.use_modelserve_source(args.modelserve_src)
+    bench = Bench(args, repos.build_repos(), logs, grpc_flag=servers.modelserve_has_grpc())
+    if not bench.grpc_flag:
+        results.notes.append("modelserve serve has no --grpc-port: its gRPC rows are n/a")
+    try:
+        bench.prepare(specs)
+        if selected("raw", args.only):
+            tools.log("raw in-process ceiling")
+            results.raw = raw_ceiling(bench)
+        if selected("startup", args.only):
+            startup_pair(bench, results)
+        for spec in specs:
+            tools.log(f"{spec.key}")
+            results.rows.append(bench.measure(spec))
+    except KeyboardInterrupt:
+        results.notes.append("interrupted: partial results")
+        tools.log("interrupted; stopping every process started")
+    finally:
+        servers.stop_all()
+    server_rows(bench, results)
+    results.notes += [f"FAILED: {failure}" for failure in bench.failures]
+    finish(results)
+    results.meta["load average at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    results.meta["wall time s"] = round(time.monotonic() - started)
+    print(render_text(results))
+    write(results, RESULTS_DIR)
+    print(f"written: {RESULTS_DIR / 'latest.md'}, {RESULTS_DIR / 'latest.json'}")
+    flagged = [r for r in results.rows if r.point is not None and r.point.errors]
+    if flagged:
+        print(f"FLAGGED: {len(flagged)} row(s) with errors (marked '!')")
+    if bench.failures:
+        print(f"FAILED: {len(bench.failures)} server(s) did not start (see the notes above)")
+    interrupted = "interrupted: partial results" in results.notes
+    return 1 if flagged or bench.failures or interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
