@@ -28,6 +28,7 @@ def plan(concurrencies: tuple[int, ...]) -> list[Spec]:
         for c in levels:
             if batching == "off":
                 specs.append(Spec("tiny", MS, batching, "gRPC", "perf_analyzer", "iris_onnx", c))
+            specs.append(Spec("tiny", MS, batching, "gRPC", "h2load", "iris_onnx", c))
             for server in (MS, MLS):
                 specs.append(Spec("tiny", server, batching, "gRPC", "h2load", "iris_sklearn", c))
         specs.append(Spec("mlp", MS, batching, "REST binary", "wrk", "mlp_onnx", 64, 8))

@@ -26,6 +26,19 @@ class LoadContext:
     version_dir: Path
     config: ModelConfig
 
+    def int_parameter(self, key: str, default: int) -> int:
+        """A non-negative integer from the config's ``parameters`` (int or numeric string)."""
+        value = self.config.parameters.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ModelLoadError(f"parameter '{key}' must be an integer, got {value!r}")
+        try:
+            number = int(value)
+        except ValueError:
+            raise ModelLoadError(f"parameter '{key}' must be an integer, got {value!r}") from None
+        if number < 0:
+            raise ModelLoadError(f"parameter '{key}' must be >= 0, got {number}")
+        return number
+
     def find_artifact(self, suffixes: tuple[str, ...]) -> Path:
         """The artifact named in the config, else the single file in the version folder whose
         name ends with one of ``suffixes``."""

@@ -10,19 +10,6 @@ from modelserve.runtimes.base import Arrays, LoadContext, Runtime
 from modelserve.types import RuntimeSignature, TensorSpec
 
 
-def _int_parameter(ctx: LoadContext, key: str, default: int) -> int:
-    value = ctx.config.parameters.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ModelLoadError(f"parameter '{key}' must be an integer, got {value!r}")
-    try:
-        number = int(value)
-    except ValueError:
-        raise ModelLoadError(f"parameter '{key}' must be an integer, got {value!r}") from None
-    if number < 0:
-        raise ModelLoadError(f"parameter '{key}' must be >= 0, got {number}")
-    return number
-
-
 class LightGBMRuntime(Runtime):
     platform = "lightgbm"
     artifact_suffixes = (".lgb.txt", ".txt")
@@ -41,7 +28,7 @@ class LightGBMRuntime(Runtime):
     @classmethod
     def load(cls, ctx: LoadContext) -> LightGBMRuntime:
         path = ctx.find_artifact(cls.artifact_suffixes)
-        num_threads = _int_parameter(ctx, "num_threads", 1)
+        num_threads = ctx.int_parameter("num_threads", 1)
         try:
             booster = lgb.Booster(model_file=str(path))
         except lgb.basic.LightGBMError as exc:

@@ -30,19 +30,6 @@ ONNX_TO_V2: dict[str, str] = {
 }
 
 
-def _int_parameter(ctx: LoadContext, key: str, default: int) -> int:
-    value = ctx.config.parameters.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ModelLoadError(f"parameter '{key}' must be an integer, got {value!r}")
-    try:
-        number = int(value)
-    except ValueError:
-        raise ModelLoadError(f"parameter '{key}' must be an integer, got {value!r}") from None
-    if number < 0:
-        raise ModelLoadError(f"parameter '{key}' must be >= 0, got {number}")
-    return number
-
-
 def _spec(node: Any, kind: str) -> TensorSpec:
     """A TensorSpec from an onnxruntime NodeArg; non-tensor types are refused."""
     type_str: str = node.type
@@ -97,8 +84,8 @@ class OnnxRuntime(Runtime):
     def load(cls, ctx: LoadContext) -> OnnxRuntime:
         path = ctx.find_artifact(cls.artifact_suffixes)
         options = ort.SessionOptions()
-        options.intra_op_num_threads = _int_parameter(ctx, "intra_op_num_threads", 1)
-        options.inter_op_num_threads = _int_parameter(ctx, "inter_op_num_threads", 1)
+        options.intra_op_num_threads = ctx.int_parameter("intra_op_num_threads", 1)
+        options.inter_op_num_threads = ctx.int_parameter("inter_op_num_threads", 1)
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:

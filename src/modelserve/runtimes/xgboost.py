@@ -13,19 +13,6 @@ from modelserve.runtimes.base import Arrays, LoadContext, Runtime
 from modelserve.types import RuntimeSignature, TensorSpec
 
 
-def _int_parameter(ctx: LoadContext, key: str, default: int) -> int:
-    value = ctx.config.parameters.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ModelLoadError(f"parameter '{key}' must be an integer, got {value!r}")
-    try:
-        number = int(value)
-    except ValueError:
-        raise ModelLoadError(f"parameter '{key}' must be an integer, got {value!r}") from None
-    if number < 0:
-        raise ModelLoadError(f"parameter '{key}' must be >= 0, got {number}")
-    return number
-
-
 def _output_shape(config: dict[str, Any]) -> tuple[int, ...]:
     learner = config["learner"]
     objective = learner["objective"]["name"]
@@ -59,7 +46,7 @@ class XGBoostRuntime(Runtime):
     @classmethod
     def load(cls, ctx: LoadContext) -> XGBoostRuntime:
         path = ctx.find_artifact(cls.artifact_suffixes)
-        nthread = _int_parameter(ctx, "nthread", 1)
+        nthread = ctx.int_parameter("nthread", 1)
         booster = xgb.Booster()
         try:
             booster.load_model(str(path))
