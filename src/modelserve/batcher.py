@@ -115,6 +115,7 @@ class Batcher:
         self._target = min(policy.preferred_batch_sizes, default=policy.max_batch_size)
         self._inline = policy.execution == "inline"
         self._idle_waiters: list[asyncio.Future[None]] = []
+        self._tick_scheduled = False
         self._ewma_ns = float(policy.inline_below_ns)
         self._observed = 0
         if policy.execution == "auto" and policy.instances > 1:
@@ -190,6 +191,18 @@ class Batcher:
     # ---- scheduling --------------------------------------------------------------------------
 
     def _pump(self) -> None:
+        if self._inline and self.policy.dynamic:
+            # Batch per loop tick: requests that arrived in this iteration of the event loop
+            # are all queued before the model runs on it.
+            if not self._tick_scheduled:
+                self._tick_scheduled = True
+                asyncio.get_running_loop().call_soon(self._tick)
+            return
+        self._dispatch()
+        self._wake_idle_waiters()
+
+    def _tick(self) -> None:
+        self._tick_scheduled = False
         self._dispatch()
         self._wake_idle_waiters()
 

@@ -3,6 +3,7 @@ request validation against it, and its Triton model-configuration document."""
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
@@ -217,6 +218,30 @@ def _merge(
     return configured
 
 
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _execution(config: ModelConfig, runtime_name: str) -> str:
+    """The batcher's execution mode. ``process`` batches are handed over from a thread. ``auto``
+    on a process that may use one core only runs compute-bound runtimes on the loop: a thread
+    cannot add parallelism there, only switches (the python runtime may block on I/O, so it
+    keeps the adaptive rule)."""
+    if config.execution == "process":
+        return "thread"
+    if (
+        config.execution == "auto"
+        and config.instances == 1
+        and runtime_name != "python"
+        and usable_cores() == 1
+    ):
+        return "inline"
+    return config.execution
+
+
 def build_loaded_model(
     ctx: LoadContext, runtime: Runtime, runtime_name: str, executor: Executor
 ) -> LoadedModel:
@@ -244,7 +269,7 @@ def build_loaded_model(
         preferred_batch_sizes=tuple(batching.preferred_batch_sizes) if batching else (),
         max_queue_size=config.max_queue_size,
         instances=config.instances,
-        execution="thread" if config.execution == "process" else config.execution,
+        execution=_execution(config, runtime_name),
     )
     return LoadedModel(
         name=ctx.model_name,

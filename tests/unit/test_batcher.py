@@ -266,3 +266,14 @@ async def test_auto_execution_goes_inline_for_fast_models_and_back(
     for i in range(40):
         await with_instances.submit(rows(i, 1), 1)
     assert loop_thread not in threads, "several instances always use the executor"
+
+
+async def test_inline_batching_merges_what_arrived_in_one_loop_tick(
+    executor: ThreadPoolExecutor,
+) -> None:
+    model = GatedModel()
+    batcher = make(model, executor, execution="inline")
+    results = await asyncio.gather(*[batcher.submit(rows(i, 2), 2) for i in range(5)])
+    assert [b.shape[0] for b in model.batches] == [10], "one execution for one tick's arrivals"
+    for i, done in enumerate(results):
+        np.testing.assert_array_equal(done.outputs["y"], rows(i, 2)["x"] * 2)
