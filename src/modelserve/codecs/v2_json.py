@@ -127,6 +127,17 @@ def _kind_name(kind: str) -> str:
     }.get(kind, "non-numeric")
 
 
+def json_object(data: bytes | memoryview) -> dict[str, Any]:
+    """A request body that must be a JSON object; anything else is the client's mistake."""
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidArgument(f"malformed JSON in request body: {exc}") from None
+    if not isinstance(doc, dict):
+        raise InvalidArgument("the request body must be a JSON object")
+    return doc
+
+
 def decode_infer_request(
     body: bytes,
     header_length: int | None,
@@ -147,12 +158,7 @@ def decode_infer_request(
                 f"of {len(body)} bytes"
             )
         header, binary = view[:header_length], view[header_length:]
-    try:
-        doc = orjson.loads(header)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidArgument(f"malformed JSON in request body: {exc}") from None
-    if not isinstance(doc, dict):
-        raise InvalidArgument("the request body must be a JSON object")
+    doc = json_object(header)
 
     raw_inputs = doc.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:

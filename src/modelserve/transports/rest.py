@@ -16,7 +16,7 @@ import orjson
 
 from modelserve.auth import Authenticator
 from modelserve.codecs.tensors import DEFAULT_MAX_ELEMENTS
-from modelserve.codecs.v2_json import decode_infer_request, encode_infer_response
+from modelserve.codecs.v2_json import decode_infer_request, encode_infer_response, json_object
 from modelserve.dataplane import DataPlane
 from modelserve.errors import (
     ErrorCode,
@@ -325,15 +325,7 @@ def _allow(method: str, allowed: str) -> None:
 
 def _json_object(body: bytes) -> dict[str, Any]:
     """An optional JSON object body (empty means {})."""
-    if not body.strip():
-        return {}
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidArgument(f"malformed JSON in request body: {exc}") from None
-    if not isinstance(doc, dict):
-        raise InvalidArgument("the request body must be a JSON object")
-    return doc
+    return json_object(body) if body.strip() else {}
 
 
 def _repository_parameters(body: bytes) -> dict[str, Any]:
