@@ -56,6 +56,8 @@ CASES: list[tuple[str, str, str, bytes, dict[str, str], int]] = [
     ("ragged-data", "POST", INFER, _body([_inp(data=[[1, 2], [3]])]), {}, 400),
     ("float-in-int", "POST", "/v2/models/echo_int32/infer",
      _body([{"name": "IN", "datatype": "INT32", "shape": [1, 2], "data": [1.5, 2]}]), {}, 400),
+    ("float-out-of-range", "POST", "/v2/models/echo_fp16/infer",
+     _body([{"name": "IN", "datatype": "FP16", "shape": [1, 1], "data": [1e6]}]), {}, 400),
     ("int-out-of-range", "POST", "/v2/models/echo_uint8/infer",
      _body([{"name": "IN", "datatype": "UINT8", "shape": [1, 1], "data": [300]}]), {}, 400),
     ("batch-too-large", "POST", INFER,

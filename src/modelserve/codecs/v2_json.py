@@ -98,7 +98,17 @@ def decode_json_data(
             info = np.iinfo(dtype)
             if probe.min() < info.min or probe.max() > info.max:
                 raise InvalidArgument(f"input '{name}': a value is out of range for {datatype}")
-        array = probe.astype(dtype, copy=False)
+        if dtype.kind == "f" and dtype.itemsize < probe.dtype.itemsize:
+            # JSON numbers are float64: one beyond FP32/FP16 range would silently become inf
+            with np.errstate(over="raise"):
+                try:
+                    array = probe.astype(dtype, copy=False)
+                except FloatingPointError:
+                    raise InvalidArgument(
+                        f"input '{name}': a value is out of range for {datatype}"
+                    ) from None
+        else:
+            array = probe.astype(dtype, copy=False)
     if array.size != count:
         raise InvalidArgument(
             f"input '{name}': {array.size} elements given, but shape {list(shape)} needs {count}"
