@@ -35,7 +35,6 @@ class LoadedModel:
     outputs: tuple[TensorSpec, ...]
     max_batch_size: int
     batcher: Batcher
-    labels: tuple[str, ...] = ()
     load_ns: int = 0
     """How long loading and warming up this version took (set by the repository)."""
     _inputs_by_name: dict[str, TensorSpec] = field(init=False)
@@ -282,5 +281,4 @@ def build_loaded_model(
         outputs=outputs,
         max_batch_size=max_batch,
         batcher=Batcher(ctx.model_name, runtime.predict, executor, policy),
-        labels=signature.labels,
     )
