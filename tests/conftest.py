@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from modelserve.config import Settings
-from modelserve.server import Server
+from modelserve.config.settings import Settings
+from modelserve.server.compose import Server
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "models"

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from modelserve.config import parse_model_config
+from modelserve.config.model import parse_model_config
 from modelserve.errors import (
     ErrorCode,
     FailedPrecondition,
@@ -21,11 +21,12 @@ from modelserve.errors import (
     ServerError,
     Unavailable,
 )
-from modelserve.lifecycle import Lifecycle
-from modelserve.model import LoadedModel
 from modelserve.observability import ModelSample, ModelStatistics, Observability
 from modelserve.observability.metrics import UNKNOWN_MODEL
-from modelserve.repository import ModelRepository
+from modelserve.routing.router import Router
+from modelserve.serving.lifecycle import Lifecycle
+from modelserve.serving.model import LoadedModel
+from modelserve.serving.repository import ModelRepository
 from modelserve.types import (
     IndexEntry,
     InferenceRequest,
@@ -48,18 +49,20 @@ class DataPlane:
     def __init__(
         self,
         repository: ModelRepository,
+        router: Router,
         lifecycle: Lifecycle,
         server_name: str = "modelserve",
         server_version: str = "0.0.0",
         observability: Observability | None = None,
     ) -> None:
         self._repository = repository
+        self._router = router
         self._lifecycle = lifecycle
         self._accepting = True
         self._metadata = ServerMetadata(server_name, server_version, EXTENSIONS)
         self._ready = False
-        self.observability = observability if observability is not None else Observability()
-        self.observability.watch_models(self._model_samples)
+        self._observability = observability if observability is not None else Observability()
+        self._observability.watch_models(self._model_samples)
 
     # ---- server ------------------------------------------------------------------------------
 
@@ -87,15 +90,15 @@ class DataPlane:
 
     def model_ready(self, name: str, version: str = "") -> bool:
         """False for a known model without a READY version; NotFound for an unknown one."""
-        return self._repository.is_ready(name, version)
+        return self._router.is_ready(name, version)
 
     def model_metadata(self, name: str, version: str = "") -> ModelMetadata:
-        model = self._repository.get(name, version)
+        model = self._router.resolve(name, version)
         versions = (version,) if version else tuple(self._repository.ready_versions(name))
         return ModelMetadata(model.name, versions, model.platform, model.inputs, model.outputs)
 
     def model_config(self, name: str, version: str = "") -> dict[str, Any]:
-        return self._repository.get(name, version).triton_config()
+        return self._router.resolve(name, version).triton_config()
 
     def repository_index(self, ready_only: bool = False) -> list[IndexEntry]:
         return self._repository.index(ready_only)
@@ -144,7 +147,7 @@ class DataPlane:
         try:
             if not self._accepting:
                 raise Unavailable("the server is shutting down")
-            model = self._repository.get(request.model_name, request.model_version)
+            model = self._router.resolve(request.model_name, request.model_version)
             arrays = model.check_inputs(request)
             specs = model.check_requested(request.outputs)
             batch = request.inputs[0].shape[0] if model.max_batch_size > 0 else None
@@ -164,7 +167,7 @@ class DataPlane:
                 request.model_name, request.model_version, model, code, started, request.id
             )
             raise
-        self.observability.infer_succeeded(
+        self._observability.infer_succeeded(
             model.name, model.version, batch or 1, done, started, submitted, received, request.id
         )
         return response
@@ -186,7 +189,7 @@ class DataPlane:
         Triton statistics count the failure when a serving version is found."""
         if model is None:
             with contextlib.suppress(ServerError):
-                model = self._repository.get(name, version)
+                model = self._router.resolve(name, version)
         if model is not None:
             label = (model.name, model.version)
         else:
@@ -196,7 +199,7 @@ class DataPlane:
                 label = (UNKNOWN_MODEL, "")
             else:
                 label = (name, version if version in known else "")
-        self.observability.infer_failed(
+        self._observability.infer_failed(
             label, (name, version), code, started, request_id, model is not None
         )
 
@@ -206,17 +209,17 @@ class DataPlane:
         """Triton's statistics of every READY version (of one model when ``name`` is given,
         or of one version); NotFound / Unavailable as for inference otherwise."""
         if name and version:
-            model = self._repository.get(name, version)
+            model = self._router.resolve(name, version)
             keys = [(model.name, model.version)]
         elif name:
             ready = self._repository.ready_versions(name)
             if not ready:
-                self._repository.get(name)  # raises Unavailable with the reason
+                self._router.resolve(name)  # raises Unavailable with the reason
             keys = [(name, v) for v in ready]
         else:
             models = self._repository.loaded_models()
             keys = sorted({(m.name, m.version) for m in models}, key=lambda k: (k[0], int(k[1])))
-        return [self.observability.stats.snapshot(n, v) for n, v in keys]
+        return [self._observability.stats.snapshot(n, v) for n, v in keys]
 
     def _model_samples(self) -> list[ModelSample]:
         """Every version the repository knows, with its batcher's state when it is loaded."""

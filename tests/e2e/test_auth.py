@@ -18,10 +18,10 @@ import tritonclient.http as httpclient
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from modelserve.auth import hash_token
-from modelserve.config import Settings, TokenConfig
+from modelserve.config.settings import Settings, TokenConfig
 from modelserve.errors import STATUS_TABLE, ErrorCode
-from modelserve.transports._generated import grpc_service_pb2 as pb
+from modelserve.security.auth import hash_token
+from modelserve.transports.grpc._generated import grpc_service_pb2 as pb
 from tests.conftest import RunningServer
 
 TOKENS = {

@@ -76,6 +76,8 @@ def test_import_loads_no_ml_framework() -> None:
 def test_public_api_is_all() -> None:
     import modelserve
 
+    for name in modelserve.__all__:
+        assert getattr(modelserve, name).__name__ == name
     assert sorted(modelserve.__all__) == sorted(
-        name for name in vars(modelserve) if not name.startswith("_") and name[0].isupper()
+        name for name in dir(modelserve) if not name.startswith("_") and name[0].isupper()
     )

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from modelserve.auth import hash_token
+from modelserve.security.auth import hash_token
 from tests.conftest import ROOT
 
 FILE_TOKEN = "file-token-0123456789abcdefghij"

@@ -25,10 +25,10 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from tritonclient.grpc import model_config_pb2 as triton_model_config
 from tritonclient.utils import InferenceServerException
 
-from modelserve.config import Settings
+from modelserve.config.settings import Settings
 from modelserve.observability import Observability
-from modelserve.transports._generated import grpc_service_pb2 as pb
-from modelserve.transports.grpc import GrpcTransport
+from modelserve.transports.grpc._generated import grpc_service_pb2 as pb
+from modelserve.transports.grpc.service import GrpcTransport
 from tests.conftest import ECHO_MODEL, RunningServer, add_echo_models
 
 # model -> {input: (datatype, shape)}
@@ -512,8 +512,6 @@ def test_model_fault_is_internal(small_server: RunningServer) -> None:
 class ExplodingDataPlane:
     """Stands in for the DataPlane: inference fails with an exception no one expected."""
 
-    observability = Observability()
-
     def ready(self) -> bool:
         return True
 
@@ -530,7 +528,7 @@ class ExplodingDataPlane:
 async def test_unexpected_error_is_internal_with_a_logged_request_id(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    transport = GrpcTransport(ExplodingDataPlane(), 1 << 20)  # type: ignore[arg-type]
+    transport = GrpcTransport(ExplodingDataPlane(), Observability(), 1 << 20)  # type: ignore[arg-type]
     await transport.start("127.0.0.1", 0)
     request = pb.ModelInferRequest(model_name="m", id="r1", inputs=[_fp32_input()])
     try:

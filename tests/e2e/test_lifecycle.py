@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from modelserve.config import Settings
+from modelserve.config.settings import Settings
 from tests.conftest import RunningServer
 
 VERSIONED = """

@@ -17,7 +17,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from modelserve.config import Settings
+from modelserve.config.settings import Settings
 from tests.conftest import RunningServer
 
 MAX_ELEMENTS = 1000

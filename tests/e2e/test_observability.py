@@ -25,10 +25,10 @@ from google.protobuf import json_format
 from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
-from modelserve.config import Settings
+from modelserve.config.settings import Settings
 from modelserve.observability.access import ACCESS_LOGGER
 from modelserve.observability.logs import JsonFormatter, RequestIdFilter
-from modelserve.transports._generated import grpc_service_pb2 as pb
+from modelserve.transports.grpc._generated import grpc_service_pb2 as pb
 from tests.conftest import RunningServer
 
 OK, BAD, UNKNOWN = 50, 5, 3

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
-from modelserve.config import Settings
-from modelserve.transports.openapi import openapi_document
+from modelserve.config.settings import Settings
+from modelserve.transports.http.openapi import openapi_document
 from tests.conftest import RunningServer
 
 MODELS = ("iris_onnx", "python_add", "echo_fp32", "echo_bytes", "echo_bool", "echo_uint64")

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from modelserve.config import Settings
+from modelserve.config.settings import Settings
 from tests.conftest import RunningServer
 
 PID_MODEL = """
@@ -107,7 +107,7 @@ async def test_killed_worker_fails_its_request_cleanly_and_is_replaced(
 
 
 def _worker_pids(server: RunningServer) -> list[int]:
-    model = server.server.repository.get("pid") if server.server else None
+    model = server.server.router.resolve("pid") if server.server else None
     assert model is not None
     return list(model.runtime.pids)  # type: ignore[attr-defined]
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 import yaml
 
-from modelserve.config import Settings
+from modelserve.config.settings import Settings
 from tests.conftest import RunningServer
 
 

@@ -15,8 +15,8 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from modelserve.config import Settings
-from modelserve.tls import TlsError, server_ssl_context
+from modelserve.config.settings import Settings
+from modelserve.security.tls import TlsError, server_ssl_context
 from tests.conftest import RunningServer
 from tests.tls_certs import Pki, make_pki
 

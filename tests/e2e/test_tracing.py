@@ -23,8 +23,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from modelserve.config import Settings
-from modelserve.transports._generated import grpc_service_pb2 as pb
+from modelserve.config.settings import Settings
+from modelserve.transports.grpc._generated import grpc_service_pb2 as pb
 from tests.conftest import ROOT, RunningServer
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -125,7 +125,7 @@ def test_spans_reach_the_otlp_receiver(
     assert traced.kind == traced.SPAN_KIND_SERVER
     attributes = {a.key: a.value for a in traced.attributes}
     assert attributes["modelserve.request_id"].string_value == "traced-1"
-    assert attributes["modelserve.model"].string_value == "iris_onnx"
+    assert attributes["modelserve.serving.model"].string_value == "iris_onnx"
     children = {s.name: s for s in spans if s.parent_span_id == traced.span_id}
     assert set(children) == {"queue", "compute"}
     queue, compute = children["queue"], children["compute"]

@@ -1,4 +1,4 @@
-"""modelserve.auth: scopes, decisions, where tokens come from; the route and RPC tables."""
+"""modelserve.security.auth: scopes, decisions, where tokens come from; the route and RPC tables."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from modelserve.auth import (
+from modelserve.config.settings import TokenConfig
+from modelserve.errors import PermissionDenied, Unauthenticated
+from modelserve.security.auth import (
     Action,
     Authenticator,
     Principal,
@@ -19,11 +21,9 @@ from modelserve.auth import (
     load_token_file,
     tokens_from_env,
 )
-from modelserve.config import TokenConfig
-from modelserve.errors import PermissionDenied, Unauthenticated
-from modelserve.transports._generated import grpc_service_pb2 as pb
 from modelserve.transports.access import GRPC_ACTIONS, grpc_action, grpc_message_model, rest_action
-from modelserve.transports.openapi import openapi_document
+from modelserve.transports.grpc._generated import grpc_service_pb2 as pb
+from modelserve.transports.http.openapi import openapi_document
 
 TOKEN = "a-long-enough-token-0123456789"
 

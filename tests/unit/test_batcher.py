@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from modelserve.batcher import Batcher, BatchPolicy
 from modelserve.errors import DeadlineExceeded, InternalError, InvalidArgument, ResourceExhausted
 from modelserve.runtimes.base import Arrays
+from modelserve.scheduling.batcher import Batcher, BatchPolicy
 
 
 class GatedModel:

@@ -9,7 +9,7 @@ from typing import get_args
 import pytest
 
 from modelserve.codecs.tensors import DATATYPES, V2_TO_NUMPY, V2_TO_TRITON
-from modelserve.config import Datatype, ModelConfig, VersionPolicy, load_model_config
+from modelserve.config.model import Datatype, ModelConfig, VersionPolicy, load_model_config
 from modelserve.errors import ModelLoadError
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from modelserve.errors import InvalidArgument
-from modelserve.transports._generated import grpc_service_pb2 as pb
-from modelserve.transports.grpc_codec import (
+from modelserve.transports.grpc._generated import grpc_service_pb2 as pb
+from modelserve.transports.grpc.codec import (
     decode_infer_request,
     decode_parameters,
     encode_infer_response,

@@ -17,7 +17,6 @@ import httpx
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from modelserve.batcher import Completed
 from modelserve.errors import ErrorCode
 from modelserve.observability import ConnectionCounter, ModelSample, Observability
 from modelserve.observability.accumulate import Accumulator
@@ -30,6 +29,7 @@ from modelserve.observability.logs import (
     configure_logging,
 )
 from modelserve.observability.stats import StatsBook
+from modelserve.scheduling.batcher import Completed
 from tests.conftest import ROOT
 
 
@@ -166,10 +166,9 @@ async def test_metrics_listener_answers_only_metrics() -> None:
 
 def test_connection_counter() -> None:
     counter = ConnectionCounter()
-    counter.opened()
-    counter.opened()
-    counter.closed()
+    assert counter.count == 0
     counter.follow(lambda: 5)
+    counter.follow(lambda: 1)
     assert counter.count == 6
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from modelserve.config import ModelConfig, TensorConfig
+from modelserve.config.model import ModelConfig, TensorConfig
 from modelserve.errors import ModelLoadError
 from modelserve.runtimes.base import LoadContext
 from modelserve.types import TensorSpec
@@ -519,7 +519,7 @@ def test_python_package_entrypoint_with_relative_import(tmp_path: Path) -> None:
 
 
 def test_example_python_add_model() -> None:
-    from modelserve.config import load_model_config
+    from modelserve.config.model import load_model_config
     from modelserve.runtimes.python import PythonRuntime
 
     model_dir = ROOT / "examples" / "models" / "python_add"

@@ -60,7 +60,7 @@ class OtlpTracing(Tracing):
             start_time=ctx.started_wall_ns,
             attributes={
                 "modelserve.request_id": ctx.request_id,
-                "modelserve.model": ctx.model,
+                "modelserve.serving.model": ctx.model,
                 "modelserve.model_version": ctx.version,
                 "modelserve.outcome": ctx.outcome,
                 "modelserve.transport": ctx.transport,

@@ -16,7 +16,7 @@ import os
 
 from prometheus_client import CollectorRegistry
 
-from modelserve.config import Settings
+from modelserve.config.settings import Settings
 from modelserve.observability.exposition import MetricsListener
 from modelserve.observability.hub import Observability
 from modelserve.observability.tracing import make_tracing

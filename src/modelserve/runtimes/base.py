@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import numpy.typing as npt
 
-from modelserve.config import ModelConfig
+from modelserve.config.model import ModelConfig
 from modelserve.errors import ModelLoadError
 from modelserve.types import RuntimeSignature
 

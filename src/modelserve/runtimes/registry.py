@@ -1,9 +1,17 @@
-"""Lazy registry of runtimes: short names map to 'module:Class' strings imported on first use."""
+"""Lazy registry of runtimes: short names map to 'module:Class' strings imported on first use.
+
+Besides the built-in runtimes, installed packages may add their own through the entry-point
+group ``modelserve.runtimes`` (``name = "package.module:Class"`` in their pyproject's
+``[project.entry-points."modelserve.runtimes"]``). The entry points are read when the registry is
+built, and nothing is imported until a model asks for the runtime by name. A name that is taken
+twice (by a built-in or another package) is an error, never a silent overwrite.
+"""
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
 from modelserve.errors import ModelLoadError
@@ -31,14 +39,34 @@ SUFFIX_RUNTIMES: tuple[tuple[str, str], ...] = (
 )
 
 
+ENTRY_POINT_GROUP = "modelserve.runtimes"
+
+
+def installed_runtimes() -> list[EntryPoint]:
+    """The runtimes installed packages declare (entry-point group ``modelserve.runtimes``)."""
+    return list(entry_points(group=ENTRY_POINT_GROUP))
+
+
 class RuntimeRegistry:
-    def __init__(self, builtins: Mapping[str, str] = BUILTIN_RUNTIMES) -> None:
+    def __init__(
+        self,
+        builtins: Mapping[str, str] = BUILTIN_RUNTIMES,
+        plugins: Iterable[EntryPoint] | None = None,
+    ) -> None:
+        """``plugins``: entry points to add (default: those installed)."""
         self._targets: dict[str, str] = dict(builtins)
         self._loaded: dict[str, type[Runtime]] = {}
+        for point in installed_runtimes() if plugins is None else plugins:
+            self.register(point.name, point.value)
 
     def register(self, name: str, target: str) -> None:
+        """Add a runtime under ``name``; a name already taken is a ModelLoadError."""
         if name in self._targets:
-            raise ValueError(f"runtime '{name}' is already registered as {self._targets[name]}")
+            raise ModelLoadError(
+                f"runtime '{name}' ({target}) is already registered as {self._targets[name]}"
+            )
+        if ":" not in target:
+            raise ModelLoadError(f"runtime '{name}': '{target}' is not a 'module:Class' target")
         self._targets[name] = target
 
     def names(self) -> list[str]:

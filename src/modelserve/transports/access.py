@@ -1,4 +1,4 @@
-"""Which Action each REST route and each gRPC RPC is, for the Authenticator (modelserve.auth).
+"""Which Action each REST route and each gRPC RPC is, for the Authenticator (security/auth.py).
 
 One table per transport. Anything not listed needs the ``admin`` scope (fail closed), so a route
 or RPC added later without an entry here is not silently open; tests/unit/test_access.py checks
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelserve.auth import Action
+from modelserve.security.auth import Action
 
 __all__ = ["PUBLIC_PATHS", "grpc_action", "grpc_message_model", "rest_action"]
 

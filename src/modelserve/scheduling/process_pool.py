@@ -26,7 +26,7 @@ from modelserve.errors import InternalError, ModelLoadError, Unavailable
 from modelserve.runtimes.base import Arrays, LoadContext, Runtime
 from modelserve.types import RuntimeSignature
 
-log = logging.getLogger("modelserve.runtimes.process")
+log = logging.getLogger("modelserve.scheduling.process_pool")
 
 START_TIMEOUT_S = 120.0
 

@@ -9,10 +9,10 @@ import numpy as np
 import numpy.typing as npt
 
 from modelserve.codecs.tensors import V2_TO_NUMPY
-from modelserve.config import Warmup
+from modelserve.config.model import Warmup
 from modelserve.errors import ModelLoadError
-from modelserve.model import LoadedModel
 from modelserve.runtimes.base import Arrays
+from modelserve.serving.model import LoadedModel
 from modelserve.types import TensorSpec
 
 

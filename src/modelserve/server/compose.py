@@ -11,17 +11,18 @@ from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client import CollectorRegistry
 
-from modelserve.auth import Authenticator, exposure_warning
-from modelserve.config import Settings
+from modelserve.config.settings import Settings
 from modelserve.dataplane import DataPlane
-from modelserve.lifecycle import Lifecycle
 from modelserve.observability.service import ObservabilityService
-from modelserve.repository import ModelRepository
+from modelserve.routing.router import Router
 from modelserve.runtimes.registry import RuntimeRegistry
-from modelserve.tls import grpc_tls_material, server_ssl_context
-from modelserve.transports.grpc import GrpcTransport
-from modelserve.transports.http_server import HttpLimits, HttpServer
-from modelserve.transports.rest import RestApp
+from modelserve.security.auth import Authenticator, exposure_warning
+from modelserve.security.tls import grpc_tls_material, server_ssl_context
+from modelserve.serving.lifecycle import Lifecycle
+from modelserve.serving.repository import ModelRepository
+from modelserve.transports.grpc.service import GrpcTransport
+from modelserve.transports.http.rest import RestApp
+from modelserve.transports.http.server import HttpLimits, HttpServer
 
 log = logging.getLogger("modelserve.server")
 
@@ -69,8 +70,10 @@ class Server:
             settings.load_threads,
         )
         self.telemetry = ObservabilityService(settings, CollectorRegistry())
+        self.router = Router(self.repository)
         self.dataplane = DataPlane(
             self.repository,
+            self.router,
             self.lifecycle,
             settings.server_name,
             package_version(),
@@ -81,14 +84,16 @@ class Server:
             if settings.auth_tokens
             else None
         )
+        observability = self.telemetry.observability
         self.rest_app = RestApp(
             self.dataplane,
-            settings.max_request_bytes,
+            observability,
             auth=self.auth,
             max_tensor_elements=settings.max_tensor_elements,
         )
         self.grpc = GrpcTransport(
             self.dataplane,
+            observability,
             settings.grpc_max_message_bytes,
             auth=self.auth,
             tls=grpc_tls_material(settings),
@@ -106,7 +111,7 @@ class Server:
             ),
             ssl_context=server_ssl_context(settings),
         )
-        self.telemetry.observability.connections.follow(lambda: self.http.open_connections)
+        observability.connections.follow(lambda: self.http.open_connections)
         self._http_socket: socket.socket | None = None
 
     @property

@@ -15,8 +15,8 @@ from typing import Any
 
 import grpc
 
-from modelserve.auth import Action, Authenticator, Principal
 from modelserve.errors import ServerError, grpc_status_name
+from modelserve.security.auth import Action, Authenticator, Principal
 from modelserve.transports.access import grpc_action, grpc_message_model
 
 __all__ = ["AuthInterceptor"]
@@ -59,9 +59,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return handler._replace(
                 stream_stream=self._stream(handler.stream_stream, action, authorization)
             )
-        return handler._replace(
-            stream_unary=self._stream_unary(handler.stream_unary, action, authorization)
-        )
+        # No service the server registers has a client-streaming RPC with a unary answer; one
+        # added later must be given a check here, so until then it is refused (fail closed).
+        raise PermissionError(f"{details.method}: no authorization rule for this kind of RPC")
 
     def _decide(self, authorization: str | None, action: Action, request: Any) -> None:
         refined, model = grpc_message_model(action, request)
@@ -118,17 +118,5 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 await _abort(context, exc)
             async for answer in inner(self._checked(requests, action, principal), context):
                 yield answer
-
-        return behavior
-
-    def _stream_unary(self, inner: Any, action: Action, authorization: str | None) -> Any:
-        async def behavior(requests: AsyncIterator[Any], context: Any) -> Any:
-            principal = None
-            try:
-                principal = self._start_stream(authorization, action)
-            except ServerError as exc:
-                await _abort(context, exc)
-            result = inner(self._checked(requests, action, principal), context)
-            return await result if inspect.isawaitable(result) else result
 
         return behavior

@@ -15,13 +15,14 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from modelserve.auth import hash_token, load_token_file, tokens_from_env
-from modelserve.config import ModelConfig, Settings, TokenConfig
+from modelserve.config.model import ModelConfig
+from modelserve.config.settings import Settings, TokenConfig
 from modelserve.observability.logs import configure_logging
 from modelserve.observability.tracing import tracing_available
-from modelserve.server import Server
-from modelserve.supervisor import Supervisor
-from modelserve.tls import TlsError, grpc_tls_material, server_ssl_context
+from modelserve.security.auth import hash_token, load_token_file, tokens_from_env
+from modelserve.security.tls import TlsError, grpc_tls_material, server_ssl_context
+from modelserve.server.compose import Server
+from modelserve.server.supervisor import Supervisor
 
 log = logging.getLogger("modelserve.cli")
 

@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from modelserve.batcher import Batcher, BatchPolicy
 from modelserve.codecs.tensors import V2_TO_NUMPY, V2_TO_TRITON
-from modelserve.config import ModelConfig, TensorConfig
+from modelserve.config.model import ModelConfig, TensorConfig
 from modelserve.errors import InternalError, InvalidArgument, ModelLoadError
 from modelserve.runtimes.base import Arrays, LoadContext, Runtime
+from modelserve.scheduling.batcher import Batcher, BatchPolicy
 from modelserve.types import InferenceRequest, RequestedOutput, Tensor, TensorSpec, shape_of
 
 DEFAULT_MAX_BATCH_SIZE = 64

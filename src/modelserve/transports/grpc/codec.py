@@ -25,8 +25,10 @@ from modelserve.codecs.tensors import (
     numpy_dtype,
 )
 from modelserve.errors import InvalidArgument
-from modelserve.transports._generated import grpc_service_pb2 as pb
-from modelserve.transports._generated import model_config_pb2 as mc
+from modelserve.observability import Duration, ModelStatistics
+from modelserve.transports.grpc._generated import grpc_service_pb2 as pb
+from modelserve.transports.grpc._generated import model_config_pb2 as mc
+from modelserve.transports.statistics import BATCH_DURATIONS, DURATIONS
 from modelserve.types import (
     EMPTY_PARAMS,
     IndexEntry,
@@ -252,3 +254,31 @@ def repository_index_response(rows: list[IndexEntry]) -> pb.RepositoryIndexRespo
             for r in rows
         ]
     )
+
+
+# ---- statistics ------------------------------------------------------------------------------
+
+
+def _fill(target: Any, value: Duration) -> None:
+    target.count = value.count
+    target.ns = value.ns
+
+
+def statistics_response(stats: list[ModelStatistics]) -> pb.ModelStatisticsResponse:
+    """The ModelStatistics RPC."""
+    response = pb.ModelStatisticsResponse()
+    for s in stats:
+        message = response.model_stats.add(
+            name=s.name,
+            version=s.version,
+            last_inference=s.last_inference,
+            inference_count=s.inference_count,
+            execution_count=s.execution_count,
+        )
+        for key in DURATIONS:
+            _fill(getattr(message.inference_stats, key), getattr(s, key))
+        for b in s.batch_stats:
+            batch = message.batch_stats.add(batch_size=b.batch_size)
+            for key in BATCH_DURATIONS:
+                _fill(getattr(batch, key), getattr(b, key))
+    return response

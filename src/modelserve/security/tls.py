@@ -12,7 +12,7 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelserve.config import Settings
+from modelserve.config.settings import Settings
 
 __all__ = ["TlsError", "TlsMaterial", "grpc_tls_material", "server_ssl_context"]
 

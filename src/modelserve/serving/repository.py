@@ -17,16 +17,16 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from modelserve.config import ModelConfig, load_model_config, valid_model_name
-from modelserve.errors import InvalidArgument, ModelLoadError, NotFound, Unavailable
-from modelserve.model import LoadedModel, build_loaded_model
+from modelserve.config.model import ModelConfig, load_model_config, valid_model_name
+from modelserve.errors import InvalidArgument, ModelLoadError, NotFound
 from modelserve.runtimes.base import LoadContext, Runtime
-from modelserve.runtimes.process import ProcessRuntime
 from modelserve.runtimes.registry import RuntimeRegistry, infer_runtime_name
+from modelserve.scheduling.process_pool import ProcessRuntime
+from modelserve.serving.model import LoadedModel, build_loaded_model
+from modelserve.serving.warmup import warm_up
 from modelserve.types import IndexEntry, ModelState
-from modelserve.warmup import warm_up
 
-log = logging.getLogger("modelserve.repository")
+log = logging.getLogger("modelserve.serving.repository")
 
 __all__ = ["LoadPlan", "ModelRepository", "VersionSlot"]
 
@@ -275,40 +275,8 @@ class ModelRepository:
             raise NotFound(f"unknown model '{name}'")
         return entry
 
-    def get(self, name: str, version: str = "") -> LoadedModel:
-        """The model to serve for (name, version). Version "" means the model's
-        ``default_version`` when set, else the newest READY one."""
-        entry = self._entry(name)
-        if not version and entry.default_version is not None:
-            version = entry.default_version
-        if version:
-            slot = entry.versions.get(version)
-            if slot is None:
-                raise NotFound(f"model '{name}' has no version '{version}'")
-            if slot.model is None:
-                why = f": {slot.reason}" if slot.reason else ""
-                raise Unavailable(f"model '{name}' version {version} is {slot.state.value}{why}")
-            return slot.model
-        ready = entry.ready
-        if not ready:
-            reason = entry.reason or "; ".join(
-                f"version {s.version} {s.state.value}" + (f": {s.reason}" if s.reason else "")
-                for s in entry.versions.values()
-            )
-            raise Unavailable(f"model '{name}' has no READY version ({reason or 'not loaded'})")
-        model = entry.versions[ready[-1]].model
-        assert model is not None
-        return model
-
     def ready_versions(self, name: str) -> list[str]:
         return list(self._entry(name).ready)
-
-    def is_ready(self, name: str, version: str = "") -> bool:
-        try:
-            self.get(name, version)
-        except Unavailable:
-            return False
-        return True
 
     def index(self, ready_only: bool = False) -> list[IndexEntry]:
         rows: list[IndexEntry] = []

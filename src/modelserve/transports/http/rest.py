@@ -1,4 +1,5 @@
-"""V2 REST over a bare ASGI application (served by uvicorn with httptools).
+"""The V2 REST API: ``RestApp.handle(HttpRequest) -> Reply``, served by the HTTP server next to
+it (server.py).
 
 Routing is a split of the path, not a framework router: for small models the server's own
 overhead is the latency. Every error leaves as ``{"error": "..."}`` with the status from the
@@ -8,39 +9,28 @@ one ErrorCode table.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
-from modelserve.auth import Authenticator
 from modelserve.codecs.tensors import DEFAULT_MAX_ELEMENTS
 from modelserve.codecs.v2_json import decode_infer_request, encode_infer_response, json_object
 from modelserve.dataplane import DataPlane
-from modelserve.errors import (
-    ErrorCode,
-    InvalidArgument,
-    MethodNotAllowed,
-    NotFound,
-    PayloadTooLarge,
-    ServerError,
-    http_status,
-)
-from modelserve.observability import current_request_id
+from modelserve.errors import InvalidArgument, MethodNotAllowed, NotFound, ServerError
+from modelserve.observability import Observability, current_request_id
+from modelserve.security.auth import Authenticator
 from modelserve.transports.access import rest_action
-from modelserve.transports.openapi import static_document
-from modelserve.transports.stats_codec import statistics_document
+from modelserve.transports.http.messages import (
+    OCTETS,
+    HttpRequest,
+    Reply,
+    error_reply,
+    json_reply,
+)
+from modelserve.transports.http.openapi import static_document
+from modelserve.transports.statistics import statistics_document
 from modelserve.types import ModelMetadata, TensorSpec
 
 log = logging.getLogger("modelserve.rest")
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-
-JSON = b"application/json"
-OCTETS = b"application/octet-stream"
 HEADER_LENGTH = "inference-header-content-length"
 HEADER_LENGTH_B = HEADER_LENGTH.encode()
 
@@ -59,55 +49,20 @@ def _metadata_doc(meta: ModelMetadata) -> dict[str, Any]:
     }
 
 
-class Reply:
-    __slots__ = ("body", "headers", "status")
-
-    def __init__(
-        self, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
-    ) -> None:
-        self.status = status
-        self.body = body
-        self.headers = headers or [(b"content-type", JSON)]
-
-
-def json_reply(doc: object, status: int = 200) -> Reply:
-    return Reply(status, orjson.dumps(doc))
-
-
-def error_reply(exc: ServerError) -> Reply:
-    reply = json_reply({"error": exc.message}, http_status(exc.code))
-    if exc.code is ErrorCode.RESOURCE_EXHAUSTED:
-        reply.headers.append((b"retry-after", b"1"))
-    elif exc.code is ErrorCode.UNAUTHENTICATED:
-        reply.headers.append((b"www-authenticate", b'Bearer realm="modelserve"'))
-    return reply
-
-
-@dataclass(slots=True)
-class HttpRequest:
-    """One HTTP request, body read in full (the HTTP layer enforces the size limit)."""
-
-    method: str
-    path: str
-    headers: dict[str, str]
-    """Lower-case names; the last value of a repeated header."""
-    body: bytes = b""
-
-
 class RestApp:
-    """The V2 REST API. ``handle`` does the routing and translation; the DataPlane does the work.
-    ``__call__`` adapts it to ASGI (for any ASGI server and for in-process tests)."""
+    """The V2 REST API. ``handle`` does the routing and translation; the DataPlane does the work;
+    ``observability`` sees every request (request id, access log, traces, metrics)."""
 
     def __init__(
         self,
         dataplane: DataPlane,
-        max_request_bytes: int,
+        observability: Observability,
         *,
         auth: Authenticator | None = None,
         max_tensor_elements: int = DEFAULT_MAX_ELEMENTS,
     ) -> None:
         self._dp = dataplane
-        self.max_request_bytes = max_request_bytes
+        self._observability = observability
         self._auth = auth
         self._max_tensor_elements = max_tensor_elements
 
@@ -115,7 +70,7 @@ class RestApp:
         """Answer one request; never raises. It is observed around ``_answer``: request id
         (echoed as ``x-request-id``), access log line, trace spans."""
         headers = request.headers
-        ctx = self._dp.observability.begin(
+        ctx = self._observability.begin(
             "http",
             request.method,
             request.path,
@@ -129,7 +84,7 @@ class RestApp:
             reply.headers.append((b"x-request-id", ctx.request_id.encode()))
             return reply
         finally:
-            self._dp.observability.end(ctx, reply.status if reply is not None else 499)
+            self._observability.end(ctx, reply.status if reply is not None else 499)
 
     async def _answer(self, request: HttpRequest) -> Reply:
         """Answer one request; never raises. With authentication on, every request is checked
@@ -154,28 +109,12 @@ class RestApp:
             )
             return json_reply({"error": f"internal server error (request id {request_id})"}, 500)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        try:
-            body = await self._read_asgi_body(headers, receive)
-        except ServerError as exc:
-            reply = error_reply(exc)
-        else:
-            reply = await self.handle(HttpRequest(scope["method"], scope["path"], headers, body))
-        head = [*reply.headers, (b"content-length", str(len(reply.body)).encode())]
-        await send({"type": "http.response.start", "status": reply.status, "headers": head})
-        await send({"type": "http.response.body", "body": reply.body})
-
     async def _dispatch(self, request: HttpRequest) -> Reply:
         method = request.method
         parts = request.path.strip("/").split("/")
         if request.path == "/metrics":
             _allow(method, "GET")
-            body, content_type = await self._dp.observability.exposition(
-                request.headers.get("accept")
-            )
+            body, content_type = await self._observability.exposition(request.headers.get("accept"))
             return Reply(200, body, [(b"content-type", content_type.encode())])
         if not parts or parts[0] != "v2":
             document = static_document(request.path)
@@ -280,41 +219,6 @@ class RestApp:
             200,
             payload,
             [(b"content-type", OCTETS), (HEADER_LENGTH_B, str(json_length).encode())],
-        )
-
-    async def _read_asgi_body(self, headers: dict[str, str], receive: Receive) -> bytes:
-        check_content_length(headers.get("content-length"), self.max_request_bytes)
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise InvalidArgument("client disconnected before sending the whole body")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_request_bytes:
-                raise PayloadTooLarge(too_large_message(self.max_request_bytes))
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def too_large_message(limit: int) -> str:
-    return f"request body exceeds the limit of {limit} bytes"
-
-
-def check_content_length(value: str | None, limit: int) -> None:
-    """Refuse a declared body over the limit before reading it."""
-    if value is None:
-        return
-    try:
-        declared = int(value)
-    except ValueError:
-        raise InvalidArgument("Content-Length must be an integer") from None
-    if declared > limit:
-        raise PayloadTooLarge(
-            f"request body of {declared} bytes exceeds the limit of {limit} bytes"
         )
 
 

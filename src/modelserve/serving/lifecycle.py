@@ -17,12 +17,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
-from modelserve.config import ModelConfig
+from modelserve.config.model import ModelConfig
 from modelserve.errors import InvalidArgument, NotFound
-from modelserve.model import LoadedModel
-from modelserve.repository import LoadPlan, ModelRepository
+from modelserve.serving.model import LoadedModel
+from modelserve.serving.repository import LoadPlan, ModelRepository
 
-log = logging.getLogger("modelserve.lifecycle")
+log = logging.getLogger("modelserve.serving.lifecycle")
 
 ControlMode = Literal["none", "poll", "explicit"]
 

@@ -43,7 +43,7 @@ from modelserve.errors import (
 )
 from modelserve.runtimes.base import Arrays
 
-log = logging.getLogger("modelserve.batcher")
+log = logging.getLogger("modelserve.scheduling.batcher")
 
 Predict = Callable[[Arrays], Arrays]
 

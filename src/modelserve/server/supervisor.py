@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from types import FrameType
 
-log = logging.getLogger("modelserve.supervisor")
+log = logging.getLogger("modelserve.server.supervisor")
 
 RESTART_BACKOFF_S = 1.0
 CRASH_LOOP = 3

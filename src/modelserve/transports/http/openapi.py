@@ -25,7 +25,7 @@ class StaticDocument:
 
 @functools.cache
 def openapi_document() -> dict[str, Any]:
-    text = resources.files(__package__ or "modelserve.transports").joinpath(DOCUMENT_FILE)
+    text = resources.files(__package__ or "modelserve.transports.http").joinpath(DOCUMENT_FILE)
     document: dict[str, Any] = orjson.loads(text.read_bytes())
     return document
 

@@ -1,7 +1,7 @@
 """Triton's ``inference.GRPCInferenceService`` over ``grpc.aio``, plus the standard health and
 reflection services.
 
-The servicer only translates (grpc_codec.py) and calls the DataPlane. Every RPC goes through one
+The servicer only translates (codec.py) and calls the DataPlane. Every RPC goes through one
 guard: a ServerError becomes the gRPC status of the one ErrorCode table (errors.py); anything else
 becomes INTERNAL with a request id, logged. The stream RPC answers each request in-band instead,
 so that one bad request does not end the stream.
@@ -21,7 +21,6 @@ from grpc.aio import ServicerContext as Context
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
-from modelserve.auth import Authenticator
 from modelserve.codecs.tensors import DEFAULT_MAX_ELEMENTS
 from modelserve.dataplane import DataPlane
 from modelserve.errors import (
@@ -31,20 +30,21 @@ from modelserve.errors import (
     grpc_status_name,
 )
 from modelserve.observability import Observability, current_request_id
-from modelserve.tls import TlsMaterial
-from modelserve.transports._generated import grpc_service_pb2 as pb
-from modelserve.transports._generated import model_config_pb2 as mc
-from modelserve.transports.grpc_auth import AuthInterceptor
-from modelserve.transports.grpc_codec import (
+from modelserve.security.auth import Authenticator
+from modelserve.security.tls import TlsMaterial
+from modelserve.transports.grpc._generated import grpc_service_pb2 as pb
+from modelserve.transports.grpc._generated import model_config_pb2 as mc
+from modelserve.transports.grpc.auth import AuthInterceptor
+from modelserve.transports.grpc.codec import (
     decode_infer_request,
     encode_infer_response,
     model_config_response,
     model_metadata_response,
     repository_index_response,
     server_metadata_response,
+    statistics_response,
 )
-from modelserve.transports.grpc_observe import observe_unary
-from modelserve.transports.stats_codec import statistics_response
+from modelserve.transports.grpc.observe import observe_unary
 
 log = logging.getLogger("modelserve.grpc")
 
@@ -108,7 +108,7 @@ def service_handler(
     servicer: object, observability: Observability | None = None
 ) -> grpc.GenericRpcHandler:
     """Handlers for every RPC the proto declares, each wrapped in the error guard (and, given
-    ``observability``, unary ones observed: grpc_observe.py); a missing method on ``servicer``
+    ``observability``, unary ones observed: observe.py); a missing method on ``servicer``
     fails here, at start-up."""
     handlers = {}
     for method in SERVICE.methods:
@@ -128,8 +128,14 @@ def service_handler(
 class InferenceServicer:
     """The GRPCInferenceService methods; names are the RPC names of the proto."""
 
-    def __init__(self, dataplane: DataPlane, max_elements: int = DEFAULT_MAX_ELEMENTS) -> None:
+    def __init__(
+        self,
+        dataplane: DataPlane,
+        observability: Observability,
+        max_elements: int = DEFAULT_MAX_ELEMENTS,
+    ) -> None:
         self._dp = dataplane
+        self._observability = observability
         self._max_elements = max_elements
 
     async def ServerLive(
@@ -215,7 +221,7 @@ class InferenceServicer:
 
     async def _stream_answer(self, request: pb.ModelInferRequest) -> pb.ModelStreamInferResponse:
         """One request of a stream, observed on its own (its id: the V2 ``id`` or a new one)."""
-        observability = self._dp.observability
+        observability = self._observability
         ctx = observability.begin("grpc", "ModelStreamInfer", STREAM_TARGET, request.id or None)
         status = "OK"
         try:
@@ -303,6 +309,7 @@ class GrpcTransport:
     def __init__(
         self,
         dataplane: DataPlane,
+        observability: Observability,
         max_message_bytes: int,
         *,
         auth: Authenticator | None = None,
@@ -310,6 +317,7 @@ class GrpcTransport:
         max_tensor_elements: int = DEFAULT_MAX_ELEMENTS,
     ) -> None:
         self._dp = dataplane
+        self._observability = observability
         self._max_message_bytes = max_message_bytes
         self._auth = auth
         self._tls = tls
@@ -335,8 +343,8 @@ class GrpcTransport:
                 ("grpc.so_reuseport", 1 if reuse_port else 0),
             ],
         )
-        servicer = InferenceServicer(self._dp, self._max_tensor_elements)
-        server.add_generic_rpc_handlers((service_handler(servicer, self._dp.observability),))
+        servicer = InferenceServicer(self._dp, self._observability, self._max_tensor_elements)
+        server.add_generic_rpc_handlers((service_handler(servicer, self._observability),))
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME),

@@ -2,8 +2,8 @@
 
 Why not an ASGI server: for models that need 5-100 µs, the server's own overhead is the latency,
 and the ASGI message dicts, middleware and per-event awaits cost more than the model. This
-protocol parses with httptools (llhttp), hands a whole ``HttpRequest`` to ``RestApp.handle`` and
-writes the ``Reply`` in one ``transport.write``.
+protocol parses with httptools (llhttp), hands a whole ``HttpRequest`` to the application's
+``handle`` (the V2 REST API: rest.py) and writes the ``Reply`` in one ``transport.write``.
 
 What it guarantees:
 - keep-alive and pipelining (requests on one connection are answered in order);
@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import cast
+from typing import Protocol, cast
 from urllib.parse import unquote
 
 import httptools
@@ -39,16 +39,22 @@ from modelserve.errors import (
     ServerError,
     Unavailable,
 )
-from modelserve.transports.rest import (
+from modelserve.transports.http.messages import (
     HttpRequest,
     Reply,
-    RestApp,
     check_content_length,
     error_reply,
     too_large_message,
 )
 
 log = logging.getLogger("modelserve.http")
+
+
+class HttpApp(Protocol):
+    """What the server hands each parsed request to; ``handle`` never raises."""
+
+    async def handle(self, request: HttpRequest) -> Reply: ...
+
 
 _STATUS_LINES = {
     status.value: f"HTTP/1.1 {status.value} {status.phrase}\r\n".encode() for status in HTTPStatus
@@ -291,11 +297,11 @@ class HttpProtocol(asyncio.Protocol):
 
 
 class HttpServer:
-    """Serves a RestApp on a bound socket."""
+    """Serves an ``HttpApp`` (the REST API) on a bound socket."""
 
     def __init__(
         self,
-        app: RestApp,
+        app: HttpApp,
         limits: HttpLimits,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:

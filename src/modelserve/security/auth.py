@@ -34,10 +34,11 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from modelserve.config import TokenConfig, valid_model_name
+from modelserve.config.model import valid_model_name
+from modelserve.config.settings import TokenConfig
 from modelserve.errors import PermissionDenied, Unauthenticated
 
-log = logging.getLogger("modelserve.auth")
+log = logging.getLogger("modelserve.security.auth")
 
 __all__ = [
     "ENV_PREFIX",

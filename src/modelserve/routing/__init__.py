@@ -1,0 +1,2 @@
+"""Which model version answers a request: name and version resolution (and, later, traffic
+experiments)."""

@@ -1,0 +1,1 @@
+"""The process level: the composition root (compose.py) and the ``--workers`` supervisor."""

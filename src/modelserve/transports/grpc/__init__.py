@@ -1,0 +1,1 @@
+"""Triton's GRPCInferenceService over grpc.aio, with health and reflection."""
