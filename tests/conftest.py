@@ -1,21 +1,23 @@
-"""Shared fixtures: the example model repository built at test time, and a real server
-listening on 127.0.0.1 on a free port, run in a background thread with its own event loop."""
+"""Shared fixtures: the example model repository built at test time, a real server listening on
+127.0.0.1 on a free port (``server``, shared by the session), and ``serve(**settings)`` for a
+test's own server (ports 0, stopped at the end of the test). The harness itself is
+tests/harness.py."""
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import shutil
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from modelserve.config.settings import Settings
-from modelserve.server.compose import Server
+from tests.harness import ROOT, RunningServer
 
-ROOT = Path(__file__).resolve().parents[1]
+__all__ = ["ALL_DATATYPES", "ECHO_MODEL", "ROOT", "RunningServer", "add_echo_models"]
+
 EXAMPLES = ROOT / "examples" / "models"
 
 
@@ -27,62 +29,6 @@ def _load_builder():  # type: ignore[no-untyped-def]
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-class RunningServer:
-    """A real modelserve Server on 127.0.0.1:0 in a thread; ``url`` is its HTTP address."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.server: Server | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._started = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="modelserve-test", daemon=True)
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as exc:  # surfaced to the test thread
-            self._error = exc
-            self._started.set()
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        self.server = Server(self.settings)
-        await self.server.start()
-        self._started.set()
-        await self._stop.wait()
-        await self.server.stop()
-
-    def start(self) -> RunningServer:
-        self._thread.start()
-        self._started.wait(timeout=60)
-        if self._error is not None:
-            raise self._error
-        assert self.server is not None
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(timeout=30)
-
-    @property
-    def port(self) -> int:
-        assert self.server is not None
-        return self.server.http_port
-
-    @property
-    def url(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def grpc_url(self) -> str:
-        assert self.server is not None
-        return f"127.0.0.1:{self.server.grpc_port}"
 
 
 ALL_DATATYPES = (
@@ -129,3 +75,23 @@ def server(model_repo: Path) -> Iterator[RunningServer]:
     ).start()
     yield running
     running.stop()
+
+
+Serve = Callable[..., RunningServer]
+
+
+@pytest.fixture
+def serve() -> Iterator[Serve]:
+    """``serve(repo, **settings)``: a real server of ``repo`` on 127.0.0.1 with ports 0 and the
+    given settings, started in-process; every one started is stopped when the test ends."""
+    started: list[RunningServer] = []
+
+    def start(repo: Path, **settings: Any) -> RunningServer:
+        values: dict[str, Any] = {"http_port": 0, "grpc_port": 0, **settings}
+        running = RunningServer(Settings(model_repository=repo, **values)).start()
+        started.append(running)
+        return running
+
+    yield start
+    for running in reversed(started):
+        running.stop()

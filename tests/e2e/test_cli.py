@@ -2,50 +2,59 @@
 
 from __future__ import annotations
 
-import os
-import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.conftest import ROOT
+from tests.harness import CliProcess, run_cli
 
 
 def test_cli_serves_and_stops_cleanly(model_repo: Path) -> None:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "modelserve", "serve", str(model_repo), "--http-port", "0"],
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        env=env,
-    )
-    try:
-        assert proc.stderr is not None
-        port = None
-        deadline = time.monotonic() + 60
-        lines = []
-        while time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            lines.append(line)
-            match = re.search(r"HTTP listening on http://127\.0\.0\.1:(\d+)", line)
-            if match:
-                port = int(match.group(1))
-            if "server ready" in line:
-                break
-        assert port is not None, "".join(lines)
+    with CliProcess(["serve", str(model_repo), "--http-port", "0", "--grpc-port", "0"]) as cli:
+        port = cli.wait_ready()
         reply = httpx.get(f"http://127.0.0.1:{port}/v2/health/ready")
         assert reply.status_code == 200
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        cli.signal(signal.SIGTERM)
+        assert cli.wait() == 0
+
+
+def test_cli_reads_server_file_and_environment(model_repo: Path, tmp_path: Path) -> None:
+    """The flag beats the environment, which beats the file: the file names the repository and
+    ports, the environment moves the gRPC port, the flag turns the access log on."""
+    server_file = tmp_path / "server.yaml"
+    server_file.write_text(
+        f"model_repository: {model_repo}\nhttp_port: 0\ngrpc_port: 1\n"
+        "log_format: json\nmodel_control_mode: explicit\nload_models: [iris_onnx]\n"
+    )
+    args = ["serve", "--config", str(server_file), "--access-log"]
+    with CliProcess(args, env={"MODELSERVE_GRPC_PORT": "0"}) as cli:
+        port = cli.wait_ready()
+        index = httpx.post(f"http://127.0.0.1:{port}/v2/repository/index", json={"ready": True})
+        assert [row["name"] for row in index.json()] == ["iris_onnx"]
+        cli.wait_for('"logger": ?"modelserve.access"')
+        cli.signal(signal.SIGTERM)
+        assert cli.wait() == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--http-port", "x"], {}, "--http-port: "),
+        ([], {"MODELSERVE_WORKERS": "0"}, "MODELSERVE_WORKERS: "),
+        (["--config", "/nonexistent/server.yaml"], {}, "cannot read the server file"),
+    ],
+)
+def test_cli_refuses_bad_settings_in_one_line(
+    model_repo: Path, args: list[str], env: dict[str, str], message: str
+) -> None:
+    result = run_cli(["serve", str(model_repo), *args], env=env)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
 def test_cli_rejects_missing_repository(tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 
 import pytest
@@ -18,7 +17,6 @@ def blocks(language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_readme_curl(server: RunningServer) -> None:
     command = next(b for b in blocks("sh") if b.startswith("curl"))
     command = command.replace("localhost:8000", server.url).replace("\\\n", " ")
@@ -34,3 +32,39 @@ def test_readme_python(server: RunningServer, capsys: pytest.CaptureFixture[str]
     exec(compile(code.replace("127.0.0.1:8000", server.url), "README.md", "exec"), {})
     printed = capsys.readouterr().out
     assert re.match(r"\[\d \d\] \[\[", printed), printed
+
+
+def _requirements(extra: str, seen: set[str] | None = None) -> set[str]:
+    """Distributions ``modelserve[extra]`` installs directly or through its other extras."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    seen = seen if seen is not None else set()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names: set[str] = {Requirement(r).name.lower() for r in project["dependencies"]}
+    for line in project["optional-dependencies"][extra]:
+        requirement = Requirement(line)
+        if requirement.name == "modelserve":
+            for inner in requirement.extras - seen:
+                seen.add(inner)
+                names |= _requirements(inner, seen)
+        else:
+            names.add(requirement.name.lower())
+    return names
+
+
+def test_readme_python_needs_only_what_make_run_installs() -> None:
+    """`make run` installs modelserve[examples]; the README's Python snippet imports nothing
+    else, so it runs right after `make run` with the interpreter the README names."""
+    from importlib.metadata import packages_distributions
+
+    installed = _requirements("examples")
+    distributions = packages_distributions()
+    for code in blocks("python"):
+        for module in re.findall(r"^(?:import|from) (\w+)", code, flags=re.M):
+            if module == "modelserve":
+                continue
+            owners = {d.lower() for d in distributions.get(module, [])}
+            assert owners & installed, f"{module} is not installed by `make run`"
+    assert ".venv/bin/python" in README

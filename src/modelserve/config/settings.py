@@ -1,14 +1,102 @@
-"""Server settings: every option of ``modelserve serve``, built once and passed down."""
+"""Server settings: every option of ``modelserve serve``, defined once.
+
+Each field made with ``option()`` is at the same time a command-line flag, a ``MODELSERVE_*``
+environment variable and a key of the server file (``modelserve serve --config server.yaml``),
+with the help text taken from its description and its default written only here. The names
+follow the flag: ``--drain-delay-secs`` is ``MODELSERVE_DRAIN_DELAY_SECS`` and
+``drain_delay_secs:`` in the file. config/sources.py reads the environment and the file;
+cli/options.py builds the flags. Fields made without ``option()`` (``auth_tokens``) are filled
+by the program, never by a user directly.
+"""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.fields import FieldInfo
+
+__all__ = ["ENV_PREFIX", "OptionSpec", "Settings", "TokenConfig", "option", "option_specs"]
 
 SCOPE_PATTERN = r"^(read|admin|infer|infer:[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127})$"
+ENV_PREFIX = "MODELSERVE_"
+GROUPS = ("server", "models", "limits", "security", "observability")
+
+
+def option(
+    default: Any = ...,
+    description: str = "",
+    *,
+    group: str = "server",
+    flag: str | None = None,
+    positional: bool = False,
+    hidden: bool = False,
+    metavar: str | None = None,
+    **constraints: Any,
+) -> Any:
+    """A settings field that users set by flag, environment variable or server file.
+
+    ``flag`` defaults to the field name with dashes; ``positional`` makes it the command's
+    argument instead; ``hidden`` keeps it out of ``--help`` (internal flags such as the one the
+    supervisor passes to its workers)."""
+    if group not in GROUPS:
+        raise ValueError(f"unknown option group {group!r}")
+    extra: Any = {
+        "option": {
+            "group": group,
+            "flag": flag,
+            "positional": positional,
+            "hidden": hidden,
+            "metavar": metavar,
+        }
+    }
+    return Field(default, description=description, json_schema_extra=extra, **constraints)
+
+
+@dataclass(frozen=True, slots=True)
+class OptionSpec:
+    """How one Settings field is spelled on each source."""
+
+    field: str
+    flag: str
+    key: str
+    env: str
+    group: str
+    positional: bool
+    hidden: bool
+    metavar: str | None
+    info: FieldInfo
+
+
+def option_specs() -> list[OptionSpec]:
+    """Every user-settable field of Settings, in declaration order."""
+    specs = []
+    for name, info in Settings.model_fields.items():
+        extra = info.json_schema_extra
+        meta = extra.get("option") if isinstance(extra, dict) else None
+        if not isinstance(meta, dict):
+            continue
+        flag = str(meta["flag"] or "--" + name.replace("_", "-"))
+        key = flag.lstrip("-").replace("-", "_") if not meta["positional"] else name
+        if name == "load_models":
+            key = name
+        specs.append(
+            OptionSpec(
+                field=name,
+                flag=flag,
+                key=key,
+                env=ENV_PREFIX + key.upper(),
+                group=str(meta["group"]),
+                positional=bool(meta["positional"]),
+                hidden=bool(meta["hidden"]),
+                metavar=meta["metavar"] if isinstance(meta["metavar"], str) else None,
+                info=info,
+            )
+        )
+    return specs
 
 
 class TokenConfig(BaseModel):
@@ -33,63 +121,171 @@ class TokenConfig(BaseModel):
         return value
 
 
+MIB = 1024 * 1024
+
+
 class Settings(BaseModel):
     """Server settings, built once (by the CLI or a test) and passed down."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    model_repository: Path
-    host: str = "127.0.0.1"
-    http_port: int = Field(default=8000, ge=0, le=65535)
-    grpc_port: int = Field(default=8001, ge=0, le=65535)
-    grpc_max_message_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
-    server_name: str = "modelserve"
-    max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
-    header_timeout_s: float = Field(default=10.0, gt=0)
-    """A client must send a request's headers within this many seconds."""
-    body_timeout_s: float = Field(default=30.0, gt=0)
-    """...and its body within this many seconds after the headers."""
-    keepalive_timeout_s: float = Field(default=30.0, gt=0)
-    """An idle keep-alive connection is closed after this many seconds."""
-    max_connections: int = Field(default=1000, ge=1)
-    """Open HTTP connections; one more is answered 503 and closed."""
-    reuse_port: bool = False
-    """Share the HTTP and gRPC ports with other modelserve processes (set by --workers)."""
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    load_threads: int = Field(default=4, ge=1)
-    model_control_mode: Literal["none", "poll", "explicit"] = "none"
-    repository_poll_secs: float = Field(default=5.0, gt=0)
-    load_models: tuple[str, ...] | None = None
-    """explicit mode: the models loaded at startup (None = every model in the repository)."""
-    drain_delay_s: float = Field(default=0.0, ge=0)
-    """On shutdown: seconds the server keeps serving while reporting not-ready."""
-    shutdown_timeout_s: float = Field(default=30.0, ge=0)
-    """On shutdown: the longest queued and running requests get to complete."""
-    # ---- observability (docs/observability.md) ----
-    metrics_port: int | None = Field(default=None, ge=0, le=65535)
-    """Also serve GET /metrics on this port (0 = any free one); /metrics on the HTTP port
-    is always there."""
-    access_log: bool = False
-    """One line per request on logger modelserve.access."""
-    otlp_endpoint: str | None = None
-    """Export trace spans over OTLP/HTTP to this URL (needs the ``tracing`` extra)."""
+    # ---- server ----
+    model_repository: Path = option(
+        description="Folder of <model>/<version>/ directories to serve.", positional=True
+    )
+    host: str = option("127.0.0.1", "Address to bind; anything but loopback wants --auth-file.")
+    http_port: int = option(8000, "HTTP port (0 = any free one).", ge=0, le=65535)
+    grpc_port: int = option(8001, "gRPC port (0 = any free one).", ge=0, le=65535)
+    grpc_max_message_bytes: int = option(
+        64 * MIB, "Largest gRPC message, received or sent.", ge=1024
+    )
+    server_name: str = option("modelserve", "Name reported by the server metadata endpoint.")
+    workers: int = option(
+        1, "Server processes sharing the HTTP and gRPC ports (SO_REUSEPORT).", ge=1, le=256
+    )
+    reuse_port: bool = option(
+        False,
+        "Share the ports with other modelserve processes (set by --workers for its workers).",
+        hidden=True,
+    )
+    executor_threads: int | None = option(
+        None,
+        "Threads that run predict off the event loop (default: the cores this process may use, "
+        "by CPU affinity and cgroup quota, at least 2).",
+        ge=1,
+        le=1024,
+    )
+    # ---- models ----
+    model_control_mode: Literal["none", "poll", "explicit"] = option(
+        "none",
+        "none: load everything at start; poll: also apply changes on disk; explicit: the "
+        "repository API may load and unload (Triton's meaning).",
+        group="models",
+    )
+    repository_poll_secs: float = option(5.0, "Poll interval in poll mode.", group="models", gt=0)
+    load_models: tuple[str, ...] = option(
+        (),
+        "Explicit mode: a model to load at start (repeatable; '*' = all; default none).",
+        group="models",
+        flag="--load-model",
+        metavar="NAME",
+    )
+    load_threads: int = option(4, "Model versions loaded in parallel.", group="models", ge=1, le=64)
+    drain_delay_s: float = option(
+        0.0,
+        "On SIGTERM, keep serving this long while reporting not-ready.",
+        group="models",
+        flag="--drain-delay-secs",
+        ge=0,
+    )
+    shutdown_timeout_s: float = option(
+        30.0,
+        "On SIGTERM, the longest queued and running requests get to finish.",
+        group="models",
+        flag="--shutdown-timeout-secs",
+        ge=0,
+    )
+    # ---- limits ----
+    max_request_bytes: int = option(64 * MIB, "Largest HTTP request body.", group="limits", ge=1024)
+    max_tensor_elements: int = option(
+        64 * MIB,
+        "Most tensor elements one inference request may declare, all inputs together.",
+        group="limits",
+        ge=1,
+    )
+    header_timeout_s: float = option(
+        10.0,
+        "A client must send a request's headers within this time.",
+        group="limits",
+        flag="--header-timeout-secs",
+        gt=0,
+    )
+    body_timeout_s: float = option(
+        30.0,
+        "...and its body within this time after the headers.",
+        group="limits",
+        flag="--body-timeout-secs",
+        gt=0,
+    )
+    keepalive_timeout_s: float = option(
+        30.0,
+        "An idle keep-alive connection is closed after this time.",
+        group="limits",
+        flag="--keepalive-timeout-secs",
+        gt=0,
+    )
+    max_connections: int = option(
+        1000, "Open HTTP connections; one more is answered 503 and closed.", group="limits", ge=1
+    )
     # ---- security (docs/security.md) ----
+    auth_file: Path | None = option(
+        None,
+        "YAML list of {name, token_sha256 | token, scopes}; turns authentication on (so does "
+        "any MODELSERVE_TOKEN_<NAME>=<token>:<scopes> environment variable).",
+        group="security",
+    )
+    auth_health: bool = option(
+        False, "Require a token for health probes and /openapi.json, /docs too.", group="security"
+    )
+    tls_cert: Path | None = option(
+        None, "PEM certificate chain: serve HTTPS and gRPC over TLS.", group="security"
+    )
+    tls_key: Path | None = option(None, "PEM private key of --tls-cert.", group="security")
+    tls_client_ca: Path | None = option(
+        None,
+        "PEM CA bundle: require client certificates it signed (mutual TLS).",
+        group="security",
+    )
     auth_tokens: tuple[TokenConfig, ...] = ()
-    """API tokens and their scopes; empty = no authentication."""
-    auth_health: bool = False
-    """Require a token for health probes and the API description too."""
-    tls_cert: Path | None = None
-    """PEM certificate chain: HTTPS and gRPC over TLS (needs tls_key)."""
-    tls_key: Path | None = None
-    tls_client_ca: Path | None = None
-    """PEM CA bundle: require and verify client certificates (mutual TLS)."""
-    max_tensor_elements: int = Field(default=64 * 1024 * 1024, ge=1)
-    """Most tensor elements one inference request may declare, all inputs together."""
+    """API tokens and their scopes (from auth_file and the environment); empty = no auth."""
+    # ---- observability (docs/observability.md) ----
+    log_level: Literal["debug", "info", "warning", "error"] = option(
+        "info", "Least severe log level written.", group="observability"
+    )
+    log_format: Literal["auto", "json", "text"] = option(
+        "auto", "auto: text on a terminal, JSON lines otherwise.", group="observability"
+    )
+    access_log: bool = option(
+        False, "Log one line per request (logger modelserve.access).", group="observability"
+    )
+    metrics_port: int | None = option(
+        None,
+        "Also serve GET /metrics on this port (0 = any free one); it is always on the HTTP port.",
+        group="observability",
+        ge=0,
+        le=65535,
+    )
+    metrics_dir: Path | None = option(
+        None,
+        "Prometheus multiprocess directory where worker processes' metrics meet (default with "
+        "--workers: a temporary one; PROMETHEUS_MULTIPROC_DIR is honoured too).",
+        group="observability",
+    )
+    otlp_endpoint: str | None = option(
+        None,
+        "Export OpenTelemetry traces over OTLP/HTTP to this URL, e.g. http://127.0.0.1:4318 "
+        "(needs modelserve[tracing]).",
+        group="observability",
+        metavar="URL",
+    )
 
     @model_validator(mode="after")
-    def _tls_files(self) -> Settings:
+    def _consistent(self) -> Settings:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("give both tls_cert and tls_key, or neither")
         if self.tls_client_ca is not None and self.tls_cert is None:
             raise ValueError("tls_client_ca (mutual TLS) needs tls_cert and tls_key")
+        if self.workers > 1 and self.model_control_mode == "explicit":
+            raise ValueError(
+                "workers > 1 cannot be combined with explicit model control: a load or unload "
+                "would reach one worker only; use poll mode"
+            )
         return self
+
+    @property
+    def startup_models(self) -> tuple[str, ...] | None:
+        """The models to load at start (None = all). As Triton: explicit mode loads only the
+        models named with --load-model ('*' = all), none without it; the other modes load all."""
+        if self.model_control_mode != "explicit" or "*" in self.load_models:
+            return None
+        return self.load_models

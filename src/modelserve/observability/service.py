@@ -2,9 +2,10 @@
 listener of ``--metrics-port``, the gauge sampler (several worker processes only) and the trace
 exporter, started after the HTTP port and stopped last (so that the final spans go out).
 
-Multiprocess mode follows prometheus_client's: it is on when ``PROMETHEUS_MULTIPROC_DIR`` is set
-in the environment before prometheus_client is first imported (prometheus_client decides at
-import), so this module reads the same variable instead of a setting that could disagree.
+Multiprocess mode is the ``metrics_dir`` setting (else ``PROMETHEUS_MULTIPROC_DIR``).
+prometheus_client decides at its first import whether values go to that directory, from the
+environment variable, so ``modelserve serve`` exports the setting before it imports anything
+that imports prometheus_client; a program that builds a Server itself must do the same.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ SAMPLE_INTERVAL_S = 2.0
 class ObservabilityService:
     def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
         self._settings = settings
-        multiprocess_dir = os.environ.get(MULTIPROC_ENV) or None
+        multiprocess_dir = (
+            str(settings.metrics_dir) if settings.metrics_dir else os.environ.get(MULTIPROC_ENV)
+        ) or None
         self.observability = Observability(
             registry if registry is not None else CollectorRegistry(),
             tracing=make_tracing(settings.otlp_endpoint, settings.server_name),

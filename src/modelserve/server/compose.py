@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
-from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client import CollectorRegistry
@@ -16,6 +14,7 @@ from modelserve.dataplane import DataPlane
 from modelserve.observability.service import ObservabilityService
 from modelserve.routing.router import Router
 from modelserve.runtimes.registry import RuntimeRegistry
+from modelserve.scheduling.executor import inference_executor
 from modelserve.security.auth import Authenticator, exposure_warning
 from modelserve.security.tls import grpc_tls_material, server_ssl_context
 from modelserve.serving.lifecycle import Lifecycle
@@ -56,9 +55,7 @@ class Server:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.executor = ThreadPoolExecutor(
-            max_workers=max(2, os.cpu_count() or 1), thread_name_prefix="infer"
-        )
+        self.executor = inference_executor(settings.executor_threads)
         self.repository = ModelRepository(
             settings.model_repository, RuntimeRegistry(), self.executor
         )
@@ -142,7 +139,7 @@ class Server:
             self.settings.host, self.settings.grpc_port, reuse_port=self.settings.reuse_port
         )
         log.info("gRPC listening on %s:%d", self.settings.host, self.grpc_port)
-        names = self.settings.load_models
+        names = self.settings.startup_models
         await self.lifecycle.start(list(names) if names is not None else None)
         self.dataplane.set_ready(True)
         await self.grpc.refresh_health()

@@ -20,13 +20,16 @@ import time
 from collections.abc import Sequence
 from types import FrameType
 
+from modelserve.config.settings import Settings
+
 log = logging.getLogger("modelserve.server.supervisor")
 
 RESTART_BACKOFF_S = 1.0
 CRASH_LOOP = 3
 """A worker that dies this many times in a row within STARTUP_GRACE_S of starting stops all."""
 STARTUP_GRACE_S = 10.0
-_OWN_FLAGS = ("--workers", "--http-port", "--grpc-port", "--metrics-port")
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_OWN_FLAGS = ("--workers", "--http-port", "--grpc-port", "--metrics-port", "--metrics-dir")
 
 
 def reserve_port(host: str, port: int) -> socket.socket:
@@ -40,7 +43,11 @@ def reserve_port(host: str, port: int) -> socket.socket:
 
 
 def worker_argv(
-    argv: Sequence[str], http_port: int, grpc_port: int, metrics_port: int | None = None
+    argv: Sequence[str],
+    http_port: int,
+    grpc_port: int,
+    metrics_port: int | None,
+    metrics_dir: str,
 ) -> list[str]:
     """The command line of one worker: the supervisor's, with its own flags replaced."""
     kept: list[str] = []
@@ -59,32 +66,36 @@ def worker_argv(
     return [
         sys.executable, "-m", "modelserve", *kept,
         "--http-port", str(http_port), "--grpc-port", str(grpc_port), *metrics,
-        "--workers", "1", "--reuse-port",
+        "--metrics-dir", metrics_dir, "--workers", "1", "--reuse-port",
     ]  # fmt: skip
 
 
 class Supervisor:
-    def __init__(
-        self,
-        argv: Sequence[str],
-        workers: int,
-        host: str,
-        ports: tuple[int, int, int | None],
-    ) -> None:
-        """``ports``: HTTP, gRPC and (optional) metrics ports; 0 picks one for all workers."""
-        self._workers = workers
-        http, grpc, metrics = ports
+    def __init__(self, argv: Sequence[str], settings: Settings) -> None:
+        """``argv``: the supervisor's own command line (``serve ...``), which every worker gets
+        with the ports fixed (0 picks one port for all workers) and ``--workers 1``."""
+        self._workers = settings.workers
+        host, http, grpc = settings.host, settings.http_port, settings.grpc_port
+        metrics = settings.metrics_port
         self._reserved = [reserve_port(host, http), reserve_port(host, grpc)]
         if metrics is not None:
             self._reserved.append(reserve_port(host, metrics))
         self.http_port = self._reserved[0].getsockname()[1]
         self.grpc_port = self._reserved[1].getsockname()[1]
         metrics_port = self._reserved[2].getsockname()[1] if metrics is not None else None
-        self._argv = worker_argv(argv, self.http_port, self.grpc_port, metrics_port)
-        self._env = dict(os.environ)
-        if "PROMETHEUS_MULTIPROC_DIR" not in self._env:  # metrics summed over the workers
-            self._metrics_dir = tempfile.TemporaryDirectory(prefix="modelserve-metrics-")
-            self._env["PROMETHEUS_MULTIPROC_DIR"] = self._metrics_dir.name
+        # Where the workers' metrics meet, so that any of them answers a scrape for all.
+        self._metrics_tmp: tempfile.TemporaryDirectory[str] | None = None
+        if settings.metrics_dir is not None:
+            self.metrics_dir = str(settings.metrics_dir)
+        elif os.environ.get(MULTIPROC_ENV):
+            self.metrics_dir = os.environ[MULTIPROC_ENV]
+        else:
+            self._metrics_tmp = tempfile.TemporaryDirectory(prefix="modelserve-metrics-")
+            self.metrics_dir = self._metrics_tmp.name
+        self._argv = worker_argv(
+            argv, self.http_port, self.grpc_port, metrics_port, self.metrics_dir
+        )
+        self._env = {**os.environ, MULTIPROC_ENV: self.metrics_dir}
         self._procs: list[subprocess.Popen[bytes]] = []
         self._started: list[float] = []
         self._crashes: list[int] = []
@@ -94,7 +105,7 @@ class Supervisor:
         """Drop a dead worker's live gauges from the shared metrics (counters are kept)."""
         from prometheus_client import multiprocess
 
-        multiprocess.mark_process_dead(pid, self._env["PROMETHEUS_MULTIPROC_DIR"])  # type: ignore[no-untyped-call]
+        multiprocess.mark_process_dead(pid, self.metrics_dir)  # type: ignore[no-untyped-call]
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         return subprocess.Popen(self._argv, env=self._env)

@@ -3,7 +3,6 @@ request validation against it, and its Triton model-configuration document."""
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +15,7 @@ from modelserve.config.model import ModelConfig, TensorConfig
 from modelserve.errors import InternalError, InvalidArgument, ModelLoadError
 from modelserve.runtimes.base import Arrays, LoadContext, Runtime
 from modelserve.scheduling.batcher import Batcher, BatchPolicy
+from modelserve.scheduling.executor import usable_cores
 from modelserve.types import InferenceRequest, RequestedOutput, Tensor, TensorSpec, shape_of
 
 DEFAULT_MAX_BATCH_SIZE = 64
@@ -215,13 +215,6 @@ def _merge(
                 f"but the artifact has {other.datatype}"
             )
     return configured
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def _execution(config: ModelConfig, runtime_name: str) -> str:

@@ -1,0 +1,235 @@
+"""The one test harness: a real server in-process (``RunningServer``, used through the ``serve``
+fixture of conftest.py), the real command line in a subprocess with a time-limited reader
+(``CliProcess``), and ``write_python_model`` for the python models tests build.
+
+A silent or stuck child fails the test with what it printed; it never hangs the suite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from modelserve.config.settings import Settings
+from modelserve.server.compose import Server
+
+ROOT = Path(__file__).resolve().parents[1]
+START_TIMEOUT_S = 60.0
+
+
+class RunningServer:
+    """A real modelserve Server in a thread with its own event loop; ``url`` is its HTTP
+    address (host:port, as tritonclient wants it)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.server: Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="modelserve-test", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # surfaced to the test thread
+            self._error = exc
+            self._started.set()
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        self.server = Server(self.settings)
+        await self.server.start()
+        self._started.set()
+        await self._stop.wait()
+        await self.server.stop()
+
+    def start(self) -> RunningServer:
+        self._thread.start()
+        if not self._started.wait(timeout=START_TIMEOUT_S):
+            raise TimeoutError(f"the server did not start within {START_TIMEOUT_S:.0f} s")
+        if self._error is not None:
+            raise self._error
+        assert self.server is not None
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout=30)
+        assert not self._thread.is_alive(), "the server did not stop within 30 s"
+
+    def call(self, coro: Any, timeout: float = 30.0) -> Any:
+        """Run a coroutine on the server's loop and return its result."""
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return self.server.http_port
+
+    @property
+    def url(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def http(self) -> str:
+        """The base URL for httpx: ``http://127.0.0.1:PORT``."""
+        scheme = "https" if self.settings.tls_cert is not None else "http"
+        return f"{scheme}://{self.url}"
+
+    @property
+    def grpc_url(self) -> str:
+        assert self.server is not None
+        return f"127.0.0.1:{self.server.grpc_port}"
+
+
+class CliProcess:
+    """``python -m modelserve ARGS`` in a subprocess; its stderr (the log) is read by a thread
+    into ``lines``, so waiting for a line is bounded by a timeout and never blocks on a child
+    that went silent."""
+
+    def __init__(
+        self,
+        args: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        cwd: Path = ROOT,
+    ) -> None:
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "modelserve", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=cwd,
+            env=full_env,
+            start_new_session=True,
+        )
+        self.lines: list[str] = []
+        self.out: list[str] = []
+        self._readers = [
+            threading.Thread(target=self._read, args=(self.proc.stderr, self.lines), daemon=True),
+            threading.Thread(target=self._read, args=(self.proc.stdout, self.out), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    @staticmethod
+    def _read(stream: Any, into: list[str]) -> None:
+        for line in iter(stream.readline, ""):
+            into.append(line)
+
+    @property
+    def log(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(
+        self, pattern: str, timeout: float = START_TIMEOUT_S, count: int = 1
+    ) -> re.Match[str]:
+        """The ``count``-th log line matching ``pattern`` (a regex); fails with the log when it
+        does not come within ``timeout`` seconds or the process exits first."""
+        deadline = time.monotonic() + timeout
+        regex = re.compile(pattern)
+        while True:
+            found = [m for m in map(regex.search, list(self.lines)) if m]
+            if len(found) >= count:
+                return found[count - 1]
+            if self.proc.poll() is not None:
+                time.sleep(0.2)  # let the readers drain
+                found = [m for m in map(regex.search, list(self.lines)) if m]
+                if len(found) >= count:
+                    return found[count - 1]
+                raise AssertionError(
+                    f"modelserve exited with {self.proc.returncode} before {pattern!r}:\n{self.log}"
+                )
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {pattern!r} within {timeout:.0f} s:\n{self.log}")
+            time.sleep(0.05)
+
+    def wait_ready(self, timeout: float = START_TIMEOUT_S) -> int:
+        """Wait for 'server ready' and return the HTTP port it listens on."""
+        port = int(self.wait_for(r"HTTP listening on https?://[^\s]+:(\d+)", timeout).group(1))
+        self.wait_for("server ready", timeout)
+        return port
+
+    def signal(self, signum: int = signal.SIGTERM) -> None:
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout: float = 30.0) -> int:
+        """The exit code; fails (after killing it) when the process does not exit in time."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(
+                f"modelserve did not exit within {timeout:.0f} s:\n{self.log}"
+            ) from None
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def __enter__(self) -> CliProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
+        for reader in self._readers:
+            reader.join(timeout=5)
+
+
+def run_cli(
+    args: Sequence[str],
+    env: Mapping[str, str] | None = None,
+    timeout: float = 60.0,
+    stdin: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """A short modelserve command run to completion (bounded by ``timeout``)."""
+    return subprocess.run(
+        [sys.executable, "-m", "modelserve", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        input=stdin,
+    )
+
+
+def write_python_model(
+    repo: Path,
+    name: str,
+    source: str,
+    config: Mapping[str, Any] | None = None,
+    versions: Sequence[int] = (1,),
+    entrypoint: str = "Model",
+) -> Path:
+    """A python-runtime model ``repo/name``: ``source`` (dedented) as ``model.py`` in the model
+    folder, the class ``entrypoint`` as its entry point, ``config`` merged into model.yaml, and
+    an empty folder per version. Returns the model folder."""
+    folder = repo / name
+    folder.mkdir(parents=True, exist_ok=True)
+    for version in versions:
+        (folder / str(version)).mkdir(exist_ok=True)
+    (folder / "model.py").write_text(textwrap.dedent(source))
+    document = {"runtime": "python", "entrypoint": f"model:{entrypoint}", **(config or {})}
+    (folder / "model.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+    return folder
