@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed-dev
 RUN_STAMP := $(VENV)/.installed-run
 MODELS := examples/models
 
-.PHONY: run test check bench examples format clean
+.PHONY: run test check bench examples format clean system-packages
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,10 @@ examples: $(RUN_STAMP)
 run: examples
 	$(PY) -m modelserve serve $(MODELS) --host 127.0.0.1 --http-port 8000
 
-test: $(STAMP)
+system-packages:
+	tests/system/install.sh
+
+test: $(STAMP) system-packages
 	$(PY) -m pytest -n 2 -q
 
 check: $(STAMP)
