@@ -140,6 +140,21 @@ class DataPlane:
                 f"'{self._lifecycle.mode}'; start the server with --model-control-mode explicit"
             )
 
+    def check_capacity(self, name: str, version: str = "") -> None:
+        """Refuse (ResourceExhausted, counted like a refused inference) a request for a version
+        whose queue is full, before the transport decodes its body: decoding a large body only
+        to refuse it costs what an overloaded server lacks. Anything else wrong with the
+        request is left to ``infer``."""
+        try:
+            model = self._router.resolve(name, version)
+        except ServerError:
+            return
+        try:
+            model.batcher.check_capacity()
+        except ServerError as exc:
+            self._record_failure(name, version, model, exc.code, time.perf_counter_ns())
+            raise
+
     async def infer(self, request: InferenceRequest) -> InferenceResponse:
         """Run one inference; its outcome and timings go to the statistics and metrics."""
         started = time.perf_counter_ns()

@@ -6,10 +6,12 @@ import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
 
 from modelserve.config.settings import Settings
+from modelserve.transports.grpc._generated import grpc_service_pb2 as pb
 from tests.conftest import RunningServer
 
 SLOW_MODEL = """
@@ -106,3 +108,44 @@ async def test_concurrent_requests_are_batched(slow_server: RunningServer) -> No
         outputs = {o["name"]: o["data"] for o in reply.json()["outputs"]}
         assert outputs["y"] == [2.0 * i, 0.0]
         assert outputs["rows"] == [6], "the six queued requests ran as one batch"
+
+
+async def test_full_queue_refuses_before_decoding_the_body(slow_server: RunningServer) -> None:
+    """A body that would not even decode gets the 503 of the full queue: the queue is checked
+    first, so a flood of large bodies at a full queue costs no decoding."""
+    async with httpx.AsyncClient(base_url=f"http://{slow_server.url}", timeout=30) as client:
+        url = "/v2/models/bounded/infer"
+        busy = asyncio.ensure_future(client.post(url, json=_body(1, 0.5)))
+        await asyncio.sleep(0.1)
+        queued = [asyncio.ensure_future(client.post(url, json=_body(2, 0))) for _ in range(2)]
+        await asyncio.sleep(0.1)
+        refused = await client.post(url, content=b'{"inputs": [' + b"1," * 100_000)
+        assert refused.status_code == 503, refused.text
+        assert refused.headers["retry-after"] == "1"
+        assert [r.status_code for r in await asyncio.gather(busy, *queued)] == [200, 200, 200]
+
+
+async def test_grpc_full_queue_refuses_before_decoding(slow_server: RunningServer) -> None:
+    """gRPC too: with the queue full, even an input that would not decode is refused with
+    RESOURCE_EXHAUSTED, not looked at."""
+    undecodable = pb.ModelInferRequest(
+        model_name="bounded",
+        inputs=[pb.ModelInferRequest.InferInputTensor(name="x", datatype="FP32", shape=[1, 2])],
+        raw_input_contents=[b"\x00"],  # 1 byte for 2 FP32 elements
+    )
+    async with httpx.AsyncClient(base_url=f"http://{slow_server.url}", timeout=30) as client:
+        url = "/v2/models/bounded/infer"
+        busy = asyncio.ensure_future(client.post(url, json=_body(1, 0.5)))
+        await asyncio.sleep(0.1)
+        queued = [asyncio.ensure_future(client.post(url, json=_body(2, 0))) for _ in range(2)]
+        await asyncio.sleep(0.1)
+        async with grpc.aio.insecure_channel(slow_server.grpc_url) as channel:
+            call = channel.unary_unary(
+                "/inference.GRPCInferenceService/ModelInfer",
+                request_serializer=pb.ModelInferRequest.SerializeToString,
+                response_deserializer=pb.ModelInferResponse.FromString,
+            )
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await call(undecodable, timeout=10)
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert [r.status_code for r in await asyncio.gather(busy, *queued)] == [200, 200, 200]

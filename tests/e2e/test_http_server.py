@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import select
+import shutil
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -172,3 +174,191 @@ def test_idle_keepalive_connection_is_closed(limited: RunningServer) -> None:
         started = time.monotonic()
         assert idle.recv(10) == b""
         assert time.monotonic() - started < 4
+
+
+class Reader:
+    """HTTP/1.1 answers read off a raw socket, one at a time, headers included; an answer to a
+    HEAD request has no body, whatever its content-length says."""
+
+    def __init__(self, sock: socket.socket, timeout: float = 10) -> None:
+        sock.settimeout(timeout)
+        self._sock = sock
+        self._buffer = b""
+
+    def _fill(self) -> bool:
+        chunk = self._sock.recv(65536)
+        self._buffer += chunk
+        return bool(chunk)
+
+    def answer(self, head: bool = False) -> tuple[int, dict[str, str], bytes]:
+        while b"\r\n\r\n" not in self._buffer:
+            assert self._fill(), f"connection closed; got {self._buffer!r}"
+        raw, _, self._buffer = self._buffer.partition(b"\r\n\r\n")
+        lines = raw.decode("latin-1").split("\r\n")
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = 0 if head else int(headers["content-length"])
+        while len(self._buffer) < length:
+            assert self._fill(), "connection closed in a body"
+        body, self._buffer = self._buffer[:length], self._buffer[length:]
+        return int(lines[0].split()[1]), headers, body
+
+    def closed(self) -> bool:
+        """True when the server closed the connection with nothing more sent."""
+        return not self._buffer and not self._fill()
+
+
+@pytest.mark.parametrize(
+    "path", ["/v2/health/live", "/v2", "/v2/models/iris_onnx", "/metrics", "/openapi.json"]
+)
+def test_head_is_get_without_body_and_keepalive_stays_in_step(
+    server: RunningServer, path: str
+) -> None:
+    with connect(server) as sock:
+        reader = Reader(sock)
+        sock.sendall(request(path, method="GET"))
+        status, headers, body = reader.answer()
+        sock.sendall(request(path, method="HEAD") + request("/v2/health/live", method="GET"))
+        head_status, head_headers, head_body = reader.answer(head=True)
+        assert (head_status, head_body) == (status, b"")
+        assert head_headers["content-type"] == headers["content-type"]
+        if path != "/metrics":  # the metrics change between two scrapes
+            assert int(head_headers["content-length"]) == len(body)
+        assert "x-request-id" in head_headers
+        status, _, body = reader.answer()
+        assert (status, body) == (200, b'{"live":true}')
+
+
+def test_head_where_get_is_not_allowed_is_405_without_body(server: RunningServer) -> None:
+    with connect(server) as sock:
+        reader = Reader(sock)
+        sock.sendall(
+            request("/v2/models/iris_onnx/infer", method="HEAD")
+            + request("/v2/health/live", method="GET")
+        )
+        status, headers, body = reader.answer(head=True)
+        assert (status, body) == (405, b"")
+        assert int(headers["content-length"]) > 0
+        status, _, body = reader.answer()
+        assert (status, json.loads(body)) == (200, {"live": True})
+
+
+@pytest.mark.parametrize(
+    "upgrade",
+    [
+        "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+        "HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n",
+        "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+    ],
+    ids=["h2c", "websocket"],
+)
+def test_upgrade_requests_are_answered_over_http11(server: RunningServer, upgrade: str) -> None:
+    with connect(server) as sock:
+        reader = Reader(sock)
+        sock.sendall(request("/v2", method="GET", extra=upgrade))
+        status, _, body = reader.answer()
+        assert status == 200 and json.loads(body)["name"]
+        sock.sendall(request("/v2/models/iris_onnx/infer", BODY, extra=upgrade))
+        status, _, body = reader.answer()
+        assert status == 200 and json.loads(body)["model_name"] == "iris_onnx"
+        # an upgrade request's body in pieces, then more HTTP/1.1 on the same connection
+        first = request("/v2/models/iris_onnx/infer", BODY, extra=upgrade)
+        sock.sendall(first[:-10])
+        time.sleep(0.05)
+        sock.sendall(first[-10:] + request("/v2/health/live", method="GET"))
+        assert reader.answer()[0] == 200
+        assert reader.answer()[2] == b'{"live":true}'
+
+
+def test_curl_http2_gets_an_answer(server: RunningServer) -> None:
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("no curl")
+    result = subprocess.run(
+        [curl, "-sS", "--http2", f"http://{server.url}/v2"], capture_output=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["name"]
+
+
+def test_valid_pipelined_requests_are_answered_before_the_malformed_one(
+    server: RunningServer,
+) -> None:
+    with connect(server) as sock:
+        reader = Reader(sock)
+        sock.sendall(
+            request("/v2/models/iris_onnx/infer", BODY)
+            + request("/v2/health/live", method="GET")
+            + b"GARBAGE / HTTP/1.1\r\n\r\n"
+        )
+        assert reader.answer()[0] == 200
+        assert reader.answer()[0] == 200
+        status, headers, body = reader.answer()
+        assert status == 400 and "error" in json.loads(body)
+        assert headers["connection"] == "close"
+        assert reader.closed()
+
+
+def test_body_longer_than_its_content_length(server: RunningServer) -> None:
+    with connect(server) as sock:
+        reader = Reader(sock)
+        sock.sendall(request("/v2/models/iris_onnx/infer", BODY) + b"}}}\r\n\r\n")
+        status, _, body = reader.answer()
+        assert status == 200 and json.loads(body)["model_name"] == "iris_onnx"
+        assert reader.answer()[0] == 400
+        assert reader.closed()
+
+
+def _rejected_counts(server: RunningServer) -> dict[str, float]:
+    """modelserve_http_rejected_requests_total by status, from the server's own /metrics."""
+    with connect(server) as sock:
+        sock.sendall(request("/metrics", method="GET"))
+        _, _, body = Reader(sock).answer()
+    counts: dict[str, float] = {}
+    for line in body.decode().splitlines():
+        if line.startswith("modelserve_http_rejected_requests_total{"):
+            labels, _, value = line.rpartition(" ")
+            counts[labels.split('status="')[1].split('"')[0]] = float(value)
+    return counts
+
+
+def test_http_layer_rejections_carry_a_request_id_and_are_counted(
+    limited: RunningServer,
+) -> None:
+    before = _rejected_counts(limited)
+    ids = []
+    with connect(limited) as sock:  # malformed
+        sock.sendall(b"GARBAGE / HTTP/1.1\r\nX-Request-Id: mine-400\r\n\r\n")
+        status, headers, _ = Reader(sock).answer()
+        assert status == 400
+        ids.append(headers["x-request-id"])
+    with connect(limited) as sock:  # declared body over --max-request-bytes
+        big = "POST /v2/models/iris_onnx/infer HTTP/1.1\r\nHost: x\r\nX-Request-Id: mine-413\r\n"
+        sock.sendall(f"{big}Content-Length: 5000\r\n\r\n".encode())
+        status, headers, _ = Reader(sock).answer()
+        assert (status, headers["x-request-id"]) == (413, "mine-413")
+    with connect(limited) as sock:  # request line and headers over 64 KiB
+        sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n")
+        status, headers, _ = Reader(sock).answer()
+        assert status == 431
+        ids.append(headers["x-request-id"])
+    held = [connect(limited) for _ in range(4)]
+    try:
+        for sock in held:
+            sock.sendall(request("/v2/health/live", method="GET"))
+            assert Reader(sock).answer()[0] == 200
+        with connect(limited) as extra:  # over --max-connections
+            status, headers, _ = Reader(extra).answer()
+            assert status == 503
+            ids.append(headers["x-request-id"])
+    finally:
+        for sock in held:
+            sock.close()
+    assert all(len(rid) == 32 for rid in ids[1:]), ids
+    time.sleep(0.2)  # the held connections are closed on the server's side too
+    after = _rejected_counts(limited)
+    for status_label in ("400", "413", "431", "503"):
+        assert after.get(status_label, 0) - before.get(status_label, 0) == 1, (before, after)

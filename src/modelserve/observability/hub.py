@@ -1,7 +1,8 @@
 """``Observability``: what the transports and the dataplane call to make a request visible.
 
 - Transports: ``begin`` when a request arrives, ``end`` with its status once answered (the
-  access log line and the trace spans are written then).
+  access log line and the trace spans are written then); ``http_rejected`` for an answer the
+  HTTP layer gave itself (malformed request, too large, too many connections).
 - Dataplane: ``infer_succeeded`` / ``infer_failed`` once per inference request, recording the
   Triton statistics and the Prometheus metrics, and noting model, outcome and timings on the
   request's context for the access log and the traces.
@@ -102,6 +103,14 @@ class Observability:
             if ctx.token is not None:
                 CURRENT.reset(ctx.token)
                 ctx.token = None
+
+    def http_rejected(self, method: str, target: str, request_id: str | None, status: int) -> str:
+        """A request the HTTP layer answered itself, before any application code: counted by
+        status, access-logged; returns the request id its answer carries."""
+        ctx = self.begin("http", method, target, request_id)
+        self.end(ctx, status)
+        self.metrics.http_rejected(status)
+        return ctx.request_id
 
     # ---- dataplane ---------------------------------------------------------------------------
 

@@ -167,6 +167,13 @@ class InferenceMetrics:
             registry=registry,
             multiprocess_mode="livemax",
         )
+        self.http_rejections = Counter(
+            "modelserve_http_rejected_requests",
+            "HTTP requests the HTTP layer answered itself (malformed 400, body too large 413, "
+            "headers too large 431, connection limit 503), by status.",
+            ("status",),
+            registry=registry,
+        )
         self.connections = Gauge(
             "modelserve_http_connections",
             "Open HTTP connections.",
@@ -189,6 +196,9 @@ class InferenceMetrics:
         series = self.series(name, version)
         series.count(OUTCOMES[code])
         series.latency.observe(latency_ns)
+
+    def http_rejected(self, status: int) -> None:
+        self.http_rejections.labels(str(status)).inc()
 
     def flush(self) -> None:
         for series in self._series.values():

@@ -155,16 +155,21 @@ class Batcher:
 
     # ---- submit ------------------------------------------------------------------------------
 
+    def check_capacity(self) -> None:
+        """ResourceExhausted when the queue is full: a request submitted now would be refused.
+        Cheap, so that transports can ask before decoding a body (docs/batching.md)."""
+        if self.policy.max_queue_size and len(self._queue) >= self.policy.max_queue_size:
+            raise ResourceExhausted(
+                f"model '{self.name}' queue is full ({self.policy.max_queue_size} requests)"
+            )
+
     async def submit(self, arrays: Arrays, rows: int, deadline: float | None = None) -> Completed:
         """Queue one request (``rows`` on dimension 0) and wait for its outputs.
 
         ``deadline`` is a ``time.monotonic()`` instant after which the request is dropped."""
         if self._closed:
             raise Unavailable(f"model '{self.name}' is unloading")
-        if self.policy.max_queue_size and len(self._queue) >= self.policy.max_queue_size:
-            raise ResourceExhausted(
-                f"model '{self.name}' queue is full ({self.policy.max_queue_size} requests)"
-            )
+        self.check_capacity()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Completed] = loop.create_future()
         key = merge_key(arrays) if self.policy.dynamic else None

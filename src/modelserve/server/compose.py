@@ -106,6 +106,7 @@ class Server:
                 keepalive_timeout_s=settings.keepalive_timeout_s,
                 max_connections=settings.max_connections,
             ),
+            observability,
             ssl_context=server_ssl_context(settings),
         )
         observability.connections.follow(lambda: self.http.open_connections)

@@ -180,6 +180,7 @@ class InferenceServicer:
         return encode_infer_response(response)
 
     def _decode(self, request: pb.ModelInferRequest) -> Any:
+        self._dp.check_capacity(request.model_name, request.model_version)  # before decoding
         try:
             return decode_infer_request(request, self._max_elements)
         except ServerError as exc:

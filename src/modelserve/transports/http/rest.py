@@ -195,6 +195,7 @@ class RestApp:
         raise NotFound(f"no route for {request.path}")
 
     async def _infer(self, request: HttpRequest, name: str, version: str) -> Reply:
+        self._dp.check_capacity(name, version)  # a full queue refuses before decoding
         header_length: int | None = None
         raw_length = request.headers.get(HEADER_LENGTH)
         if raw_length is not None:
@@ -223,7 +224,9 @@ class RestApp:
 
 
 def _allow(method: str, allowed: str) -> None:
-    if method != allowed:
+    """Refuse another method than ``allowed``; HEAD is allowed wherever GET is (the HTTP server
+    sends the GET answer's status and headers without its body)."""
+    if method != allowed and not (method == "HEAD" and allowed == "GET"):
         raise MethodNotAllowed(f"method {method} is not allowed here; use {allowed}")
 
 

@@ -1,19 +1,25 @@
 """A small HTTP/1.1 server on httptools, made for the V2 REST API.
 
-Why not an ASGI server: for models that need 5-100 µs, the server's own overhead is the latency,
-and the ASGI message dicts, middleware and per-event awaits cost more than the model. This
-protocol parses with httptools (llhttp), hands a whole ``HttpRequest`` to the application's
-``handle`` (the V2 REST API: rest.py) and writes the ``Reply`` in one ``transport.write``.
+For models that need 5-100 µs, the server's own overhead is the latency, so this protocol does
+the least it can: it parses with httptools (llhttp), hands a whole ``HttpRequest`` to the
+application's ``handle`` (the V2 REST API: rest.py) and writes the ``Reply`` in one
+``transport.write``.
 
 What it guarantees:
 - keep-alive and pipelining (requests on one connection are answered in order);
+- ``HEAD`` gets the status and headers the application gives, never a body;
+- a request asking for a protocol upgrade (``Upgrade: h2c``, ``websocket``) is answered over
+  HTTP/1.1 as if it had not asked; what follows it on the connection is parsed as HTTP/1.1;
 - a body over ``max_request_bytes`` is answered 413 without being buffered (the rest of it is
   discarded, so the connection stays usable);
 - slow clients cannot hold a connection: the headers must arrive within ``header_timeout_s``,
   the body within ``body_timeout_s``, and an idle keep-alive connection is closed after
   ``keepalive_timeout_s``;
 - at most ``max_connections`` connections: the next one gets 503 and is closed;
-- malformed HTTP gets 400 and the connection is closed; errors are always ``{"error": ...}``;
+- malformed HTTP gets 400 and the connection is closed, after the valid requests before it on
+  the connection were answered in order; errors are always ``{"error": ...}``;
+- the answers the HTTP layer gives itself (400, 413, 431, the connection limit's 503) carry an
+  ``x-request-id`` and are counted and logged by the ``RejectionObserver`` (observability);
 - on shutdown, idle connections close at once and busy ones after their current response.
 """
 
@@ -56,6 +62,15 @@ class HttpApp(Protocol):
     async def handle(self, request: HttpRequest) -> Reply: ...
 
 
+class RejectionObserver(Protocol):
+    """Sees each answer the HTTP layer gives itself, without the application (observability)."""
+
+    def http_rejected(self, method: str, target: str, request_id: str | None, status: int) -> str:
+        """Count and log one; ``request_id`` is the client's ``x-request-id`` when it sent one.
+        Returns the request id the answer carries."""
+        ...
+
+
 _STATUS_LINES = {
     status.value: f"HTTP/1.1 {status.value} {status.phrase}\r\n".encode() for status in HTTPStatus
 }
@@ -64,6 +79,8 @@ MAX_PIPELINED = 32
 """Requests parsed ahead on one connection before reading pauses."""
 MAX_HEAD_BYTES = 64 * 1024
 """Request line plus headers; more is answered 431 and the connection closed."""
+MAX_LOGGED_TARGET = 256
+"""Characters of a rejected request's target that reach the access log."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +92,19 @@ class HttpLimits:
     max_connections: int = 1000
 
 
-def encode_reply(reply: Reply, keep_alive: bool) -> bytes:
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A request the HTTP layer answers itself, with what is known of it."""
+
+    error: ServerError
+    method: str = "-"
+    target: str = "-"
+    request_id: str | None = None
+
+
+def encode_reply(reply: Reply, keep_alive: bool, head: bool = False) -> bytes:
+    """The bytes of an answer; ``head``: the answer to a HEAD request, which has the length of
+    the body it would have had, and no body."""
     lines = [_STATUS_LINES.get(reply.status) or f"HTTP/1.1 {reply.status} \r\n".encode()]
     for name, value in reply.headers:
         lines.append(name + b": " + value + b"\r\n")
@@ -83,8 +112,24 @@ def encode_reply(reply: Reply, keep_alive: bool) -> bytes:
     if not keep_alive:
         lines.append(b"connection: close\r\n")
     lines.append(b"\r\n")
-    lines.append(reply.body)
+    if not head:
+        lines.append(reply.body)
     return b"".join(lines)
+
+
+def _loggable(raw: str) -> str:
+    """A client-sent string fit for a log line: printable ASCII, bounded."""
+    text = "".join(c if c.isascii() and c.isprintable() else "?" for c in raw[:MAX_LOGGED_TARGET])
+    return text or "-"
+
+
+def _declares_body(headers: dict[str, str]) -> bool:
+    if "transfer-encoding" in headers:
+        return True
+    try:
+        return int(headers.get("content-length") or 0) > 0
+    except ValueError:
+        return True
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -107,10 +152,18 @@ class HttpProtocol(asyncio.Protocol):
         self._chunks: list[bytes] = []
         self._size = 0
         self._rejected: ServerError | None = None
+        self._answered = False
+        """The request's answer was decided and queued from its headers alone."""
+        # an upgrade request's body, which llhttp leaves to the caller: (request, keep-alive),
+        # and the bytes of it still to come
+        self._held: tuple[HttpRequest, bool] | None = None
+        self._held_left = 0
         # requests parsed and waiting to be answered, in order
-        self._pending: deque[tuple[HttpRequest | ServerError, bool]] = deque()
+        self._pending: deque[tuple[HttpRequest | Rejected, bool]] = deque()
         self._busy = False
         self._closing = False
+        self._failed = False
+        """A request could not be parsed: nothing more is read; close once it is answered."""
         self._reading_paused = False
         self._writable = asyncio.Event()
         self._writable.set()
@@ -124,7 +177,8 @@ class HttpProtocol(asyncio.Protocol):
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if len(self._server.connections) >= self._limits.max_connections:
-            reply = error_reply(Unavailable("too many connections; try again later"))
+            refused = Rejected(Unavailable("too many connections; try again later"))
+            reply = self._rejection_reply(refused)
             reply.headers.append((b"retry-after", b"1"))
             transport.write(encode_reply(reply, keep_alive=False))
             transport.close()
@@ -145,15 +199,30 @@ class HttpProtocol(asyncio.Protocol):
         self._writable.set()
 
     def data_received(self, data: bytes) -> None:
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._fail(InvalidArgument("protocol upgrades are not supported"))
-        except httptools.HttpParserCallbackError as exc:
-            cause = exc.__context__
-            self._fail(cause if isinstance(cause, HeadersTooLarge) else InvalidArgument(str(exc)))
-        except httptools.HttpParserError as exc:
-            self._fail(InvalidArgument(f"malformed HTTP request: {exc}"))
+        if self._failed:
+            return  # the bytes after a request that could not be parsed mean nothing
+        if self._held is not None:
+            data = self._take_held_body(data)
+        while data:
+            try:
+                self._parser.feed_data(data)
+                return
+            except httptools.HttpParserUpgrade as exc:
+                # The request is complete; it is answered over HTTP/1.1 as if it had not asked
+                # to switch protocols, so a client that follows the protocol waits for that
+                # answer and goes on in HTTP/1.1: keep parsing what comes next as HTTP/1.1.
+                data = data[int(exc.args[0]) :]
+                if self._failed:
+                    return
+                if self._held is not None:
+                    data = self._take_held_body(data)
+            except httptools.HttpParserCallbackError as exc:
+                cause = exc.__context__
+                self._fail(cause if isinstance(cause, ServerError) else InvalidArgument(str(exc)))
+                return
+            except httptools.HttpParserError as exc:
+                self._fail(InvalidArgument(f"malformed HTTP request: {exc}"))
+                return
 
     def abort(self) -> None:
         if self._transport is not None:
@@ -189,6 +258,7 @@ class HttpProtocol(asyncio.Protocol):
         self._chunks = []
         self._size = 0
         self._rejected = None
+        self._answered = False
         if not self._busy:
             self._arm(self._limits.header_timeout_s)
 
@@ -212,10 +282,16 @@ class HttpProtocol(asyncio.Protocol):
             )
         except ServerError as exc:
             self._rejected = exc
-        if self._headers.get("expect", "").lower() == "100-continue" and self._transport:
-            if self._rejected is not None:
-                self._fail(self._rejected)  # answer now instead of waiting for the body
-                return
+        expects = self._headers.get("expect", "").lower() == "100-continue"
+        if self._rejected is not None:
+            if expects:
+                raise self._rejected  # answer and close: the client waits before sending it
+            # Answer now, not after the body, which is read and discarded meanwhile so that the
+            # connection stays usable.
+            keep_alive = self._parser.should_keep_alive() and not self._parser.should_upgrade()
+            self._enqueue(self._rejection(self._rejected), keep_alive)
+            self._answered = True
+        elif expects and self._transport is not None:
             self._transport.write(_CONTINUE)
         if not self._busy:
             self._arm(self._limits.body_timeout_s)
@@ -231,28 +307,84 @@ class HttpProtocol(asyncio.Protocol):
         self._chunks.append(body)
 
     def on_message_complete(self) -> None:
+        if self._answered:
+            self._answered = False
+            self._url, self._headers = b"", {}
+            if self._parser.should_upgrade():
+                self._stop_reading()  # its body is left to us: answer, then close
+            return
         keep_alive = self._parser.should_keep_alive()
-        item: HttpRequest | ServerError
+        method = self._parser.get_method().decode("latin-1")
+        item: HttpRequest | Rejected
         if self._rejected is not None:
-            item = self._rejected
+            item = self._rejection(self._rejected, method)
         else:
             try:
                 path = unquote(httptools.parse_url(self._url).path.decode("utf-8"), errors="strict")
             except (httptools.HttpParserInvalidURLError, UnicodeDecodeError):
-                item = InvalidArgument("malformed request URL")
+                item = self._rejection(InvalidArgument("malformed request URL"), method)
             else:
                 body = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
-                method = self._parser.get_method().decode("latin-1")
                 item = HttpRequest(method, path, self._headers, body)
-        self._chunks = []
+        headers = self._headers
+        self._url, self._headers, self._chunks = b"", {}, []
+        if self._parser.should_upgrade() and _declares_body(headers):
+            # llhttp leaves the body of an upgrade request to the caller (data_received).
+            chunked = "transfer-encoding" in headers
+            if isinstance(item, HttpRequest) and not chunked:
+                self._held = (item, keep_alive)
+                self._held_left = int(headers["content-length"])
+                return
+            if isinstance(item, HttpRequest):
+                refusal = InvalidArgument("a chunked body cannot come with a protocol upgrade")
+                item = Rejected(
+                    refusal, item.method, _loggable(item.path), headers.get("x-request-id")
+                )
+            self._stop_reading()  # the body cannot be skipped reliably: answer, then close
+            keep_alive = False
+        self._enqueue(item, keep_alive)
+
+    def _take_held_body(self, data: bytes) -> bytes:
+        """Collect the held upgrade request's body from ``data``; returns what follows it."""
+        assert self._held is not None
+        taken, rest = data[: self._held_left], data[self._held_left :]
+        self._chunks.append(taken)
+        self._held_left -= len(taken)
+        if self._held_left == 0:
+            request, keep_alive = self._held
+            request.body = b"".join(self._chunks)
+            self._held, self._chunks = None, []
+            self._enqueue(request, keep_alive)
+        return rest
+
+    def _enqueue(self, item: HttpRequest | Rejected, keep_alive: bool) -> None:
         self._pending.append((item, keep_alive))
-        if len(self._pending) >= MAX_PIPELINED and self._transport is not None:
-            self._transport.pause_reading()
-            self._reading_paused = True
+        if len(self._pending) >= MAX_PIPELINED:
+            self._pause_reading()
         if not self._busy:
             self._busy = True
             self._disarm()
             self._loop.create_task(self._answer())
+
+    def _rejection(self, error: ServerError, method: str | None = None) -> Rejected:
+        """What is known of the request being parsed, for the answer and the access log."""
+        if method is None:
+            try:
+                method = self._parser.get_method().decode("latin-1")
+            except httptools.HttpParserError:
+                method = "-"
+        target = self._url.split(b"?", 1)[0].decode("latin-1")
+        return Rejected(
+            error, _loggable(method), _loggable(target), self._headers.get("x-request-id")
+        )
+
+    def _rejection_reply(self, rejected: Rejected) -> Reply:
+        reply = error_reply(rejected.error)
+        request_id = self._server.observer.http_rejected(
+            rejected.method, rejected.target, rejected.request_id, reply.status
+        )
+        reply.headers.append((b"x-request-id", request_id.encode()))
+        return reply
 
     # ---- answering -------------------------------------------------------------------------
 
@@ -261,8 +393,8 @@ class HttpProtocol(asyncio.Protocol):
         try:
             while self._pending and self._transport is not None:
                 item, keep_alive = self._pending.popleft()
-                if isinstance(item, ServerError):
-                    reply = error_reply(item)
+                if isinstance(item, Rejected):
+                    reply = self._rejection_reply(item)
                 else:
                     reply = await self._app.handle(item)
                 if self._closing or (b"connection", b"close") in reply.headers:
@@ -270,11 +402,12 @@ class HttpProtocol(asyncio.Protocol):
                 await self._writable.wait()
                 if self._transport.is_closing():
                     return
-                self._transport.write(encode_reply(reply, keep_alive))
+                self._transport.write(encode_reply(reply, keep_alive, item.method == "HEAD"))
                 if not keep_alive:
                     self._transport.close()
                     return
-                if self._reading_paused and len(self._pending) < MAX_PIPELINED // 2:
+                resume = len(self._pending) < MAX_PIPELINED // 2
+                if resume and self._reading_paused and not self._failed:
                     self._transport.resume_reading()
                     self._reading_paused = False
         finally:
@@ -285,28 +418,38 @@ class HttpProtocol(asyncio.Protocol):
             else:
                 self._arm(self._limits.keepalive_timeout_s)
 
+    def _pause_reading(self) -> None:
+        if not self._reading_paused and self._transport is not None:
+            self._transport.pause_reading()
+            self._reading_paused = True
+
+    def _stop_reading(self) -> None:
+        self._failed = True
+        self._pause_reading()
+
     def _fail(self, exc: ServerError) -> None:
-        """A request that cannot be parsed: answer 400/413 and close the connection."""
-        if self._transport is None or self._transport.is_closing():
+        """A request that cannot be parsed: once the requests before it are answered, answer
+        it (400, 413, 431) and close the connection; nothing after it is read."""
+        if self._failed or self._transport is None or self._transport.is_closing():
             return
-        if self._busy or self._pending:
-            self._transport.close()  # answers are still owed in order: just close
-            return
-        self._transport.write(encode_reply(error_reply(exc), keep_alive=False))
-        self._transport.close()
+        self._stop_reading()
+        self._enqueue(self._rejection(exc), keep_alive=False)
 
 
 class HttpServer:
-    """Serves an ``HttpApp`` (the REST API) on a bound socket."""
+    """Serves an ``HttpApp`` (the REST API) on a bound socket; ``observer`` sees the answers
+    the HTTP layer gives itself."""
 
     def __init__(
         self,
         app: HttpApp,
         limits: HttpLimits,
+        observer: RejectionObserver,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.app = app
         self.limits = limits
+        self.observer = observer
         self.ssl_context = ssl_context
         self.connections: set[HttpProtocol] = set()
         self._server: asyncio.Server | None = None
