@@ -1,22 +1,29 @@
-"""Shared fixtures: the example model repository built at test time, a real server listening on
-127.0.0.1 on a free port (``server``, shared by the session), and ``serve(**settings)`` for a
-test's own server (ports 0, stopped at the end of the test). The harness itself is
-tests/harness.py."""
+"""Shared fixtures: the example model repository built at test time (``model_repo``), a real
+server of it on 127.0.0.1 shared by the session (``server``), and ``serve(repo, **settings)``
+for a test's own server (ports 0, stopped at the end of the test); ``serve_module`` and
+``serve_session`` start servers that live as long as a module's or the session's fixtures. The
+harness itself is tests/harness.py."""
 
 from __future__ import annotations
 
 import importlib.util
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from modelserve.config.settings import Settings
-from tests.harness import ROOT, RunningServer
+from tests.harness import ROOT, RunningServer, Servers, write_python_model
 
-__all__ = ["ALL_DATATYPES", "ECHO_MODEL", "ROOT", "RunningServer", "add_echo_models"]
+__all__ = [
+    "ALL_DATATYPES",
+    "ECHO_MODEL",
+    "ROOT",
+    "RunningServer",
+    "Servers",
+    "add_echo_models",
+    "echo_config",
+]
 
 EXAMPLES = ROOT / "examples" / "models"
 
@@ -43,16 +50,21 @@ class Echo:
 """
 
 
+def echo_config(datatype: str, **extra: object) -> dict[str, object]:
+    """model.yaml of an echo model: IN [-1, -1] to OUT of ``datatype``, batches of up to 8."""
+    return {
+        "max_batch_size": 8,
+        "inputs": [{"name": "IN", "datatype": datatype, "shape": [-1, -1]}],
+        "outputs": [{"name": "OUT", "datatype": datatype, "shape": [-1, -1]}],
+        **extra,
+    }
+
+
 def add_echo_models(repo: Path) -> None:
     """One python model per datatype, echoing IN [-1, -1] to OUT: for datatype round trips."""
     for datatype in ALL_DATATYPES:
-        folder = repo / f"echo_{datatype.lower()}"
-        (folder / "1").mkdir(parents=True, exist_ok=True)
-        (folder / "echo.py").write_text(ECHO_MODEL)
-        (folder / "model.yaml").write_text(
-            "runtime: python\nentrypoint: echo:Echo\nmax_batch_size: 8\n"
-            f"inputs: [{{name: IN, datatype: {datatype}, shape: [-1, -1]}}]\n"
-            f"outputs: [{{name: OUT, datatype: {datatype}, shape: [-1, -1]}}]\n"
+        write_python_model(
+            repo, f"echo_{datatype.lower()}", ECHO_MODEL, echo_config(datatype), entrypoint="Echo"
         )
 
 
@@ -67,31 +79,32 @@ def model_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def server(model_repo: Path) -> Iterator[RunningServer]:
-    running = RunningServer(
-        Settings(
-            model_repository=model_repo, http_port=0, grpc_port=0, max_request_bytes=1024 * 1024
-        )
-    ).start()
-    yield running
-    running.stop()
+def serve_session() -> Iterator[Servers]:
+    """``serve`` for servers shared by the whole session (per xdist worker)."""
+    servers = Servers()
+    yield servers
+    servers.stop_all()
 
 
-Serve = Callable[..., RunningServer]
+@pytest.fixture(scope="session")
+def server(model_repo: Path, serve_session: Servers) -> RunningServer:
+    """The examples and echo models, shared by every test that only reads."""
+    return serve_session(model_repo, max_request_bytes=1024 * 1024)
+
+
+@pytest.fixture(scope="module")
+def serve_module() -> Iterator[Servers]:
+    """``serve`` for a server a test module shares: started by a module-scoped fixture,
+    stopped when the module's tests are done."""
+    servers = Servers()
+    yield servers
+    servers.stop_all()
 
 
 @pytest.fixture
-def serve() -> Iterator[Serve]:
+def serve() -> Iterator[Servers]:
     """``serve(repo, **settings)``: a real server of ``repo`` on 127.0.0.1 with ports 0 and the
     given settings, started in-process; every one started is stopped when the test ends."""
-    started: list[RunningServer] = []
-
-    def start(repo: Path, **settings: Any) -> RunningServer:
-        values: dict[str, Any] = {"http_port": 0, "grpc_port": 0, **settings}
-        running = RunningServer(Settings(model_repository=repo, **values)).start()
-        started.append(running)
-        return running
-
-    yield start
-    for running in reversed(started):
-        running.stop()
+    servers = Servers()
+    yield servers
+    servers.stop_all()

@@ -1,6 +1,7 @@
-"""The one test harness: a real server in-process (``RunningServer``, used through the ``serve``
-fixture of conftest.py), the real command line in a subprocess with a time-limited reader
-(``CliProcess``), and ``write_python_model`` for the python models tests build.
+"""The one test harness: a real server in-process (``RunningServer``, started through the
+``serve`` fixtures of conftest.py, which hold a ``Servers``), the real command line in a
+subprocess with a time-limited reader (``CliProcess``; ``run_cli`` and ``run_python`` for short
+runs), and ``write_python_model`` for the python models tests build.
 
 A silent or stuck child fails the test with what it printed; it never hangs the suite.
 """
@@ -28,6 +29,8 @@ from modelserve.server.compose import Server
 
 ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 60.0
+LISTENING = r"HTTP listening on https?://(?:\[[^\]]*\]|[^\s\"/:]+):(\d+)"
+"""The log line with the HTTP port (host, [IPv6] host, in plain or JSON log lines)."""
 
 
 class RunningServer:
@@ -100,6 +103,33 @@ class RunningServer:
         return f"127.0.0.1:{self.server.grpc_port}"
 
 
+class Servers:
+    """Starts ``RunningServer``s for one fixture scope and stops them all at its end: the
+    ``serve``, ``serve_module`` and ``serve_session`` fixtures of conftest.py."""
+
+    def __init__(self) -> None:
+        self.started: list[RunningServer] = []
+
+    def __call__(self, repo: Path, **settings: Any) -> RunningServer:
+        """A real server of ``repo`` on 127.0.0.1, ports 0 unless given, with ``settings``."""
+        values: dict[str, Any] = {"http_port": 0, "grpc_port": 0, **settings}
+        running = RunningServer(Settings(model_repository=repo, **values)).start()
+        self.started.append(running)
+        return running
+
+    def stop_all(self) -> None:
+        """Stop every server (the latest first); a server that will not stop fails the test
+        only after the others were stopped too."""
+        failures: list[BaseException] = []
+        while self.started:
+            try:
+                self.started.pop().stop()
+            except BaseException as exc:  # keep stopping the others
+                failures.append(exc)
+        if failures:
+            raise failures[0]
+
+
 class CliProcess:
     """``python -m modelserve ARGS`` in a subprocess; its stderr (the log) is read by a thread
     into ``lines``, so waiting for a line is bounded by a timeout and never blocks on a child
@@ -151,7 +181,7 @@ class CliProcess:
             if len(found) >= count:
                 return found[count - 1]
             if self.proc.poll() is not None:
-                time.sleep(0.2)  # let the readers drain
+                self._drain()
                 found = [m for m in map(regex.search, list(self.lines)) if m]
                 if len(found) >= count:
                     return found[count - 1]
@@ -164,7 +194,7 @@ class CliProcess:
 
     def wait_ready(self, timeout: float = START_TIMEOUT_S) -> int:
         """Wait for 'server ready' and return the HTTP port it listens on."""
-        port = int(self.wait_for(r"HTTP listening on https?://[^\s]+:(\d+)", timeout).group(1))
+        port = int(self.wait_for(LISTENING, timeout).group(1))
         self.wait_for("server ready", timeout)
         return port
 
@@ -172,28 +202,36 @@ class CliProcess:
         self.proc.send_signal(signum)
 
     def wait(self, timeout: float = 30.0) -> int:
-        """The exit code; fails (after killing it) when the process does not exit in time."""
+        """The exit code, once everything it printed is in ``lines`` and ``out``; fails (after
+        killing it) when the process does not exit in time."""
         try:
-            return self.proc.wait(timeout)
+            code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
             raise AssertionError(
                 f"modelserve did not exit within {timeout:.0f} s:\n{self.log}"
             ) from None
+        self._drain()
+        return code
+
+    def _drain(self) -> None:
+        """Let the readers reach the end of the pipes of an exited process (bounded: a
+        grandchild may still hold them open)."""
+        for reader in self._readers:
+            reader.join(timeout=5)
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
+        """SIGKILL to the whole process group (``--workers`` children too), if any is left."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
 
     def __enter__(self) -> CliProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.kill()
-        for reader in self._readers:
-            reader.join(timeout=5)
+        self._drain()
 
 
 def run_cli(
@@ -202,16 +240,43 @@ def run_cli(
     timeout: float = 60.0,
     stdin: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """A short modelserve command run to completion (bounded by ``timeout``)."""
-    return subprocess.run(
-        [sys.executable, "-m", "modelserve", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
-        input=stdin,
-    )
+    """A short modelserve command run to completion; one that runs past ``timeout`` is killed
+    and fails the test with what it printed."""
+    return _run([sys.executable, "-m", "modelserve", *args], env, timeout, stdin)
+
+
+def run_python(
+    code: str, *args: str, env: Mapping[str, str] | None = None, timeout: float = 60.0
+) -> subprocess.CompletedProcess[str]:
+    """``python -c code args...`` in a fresh interpreter (to see what an import pulls in, or to
+    be a second process), bounded like ``run_cli``."""
+    return _run([sys.executable, "-c", code, *args], env, timeout, None)
+
+
+def _run(
+    command: list[str], env: Mapping[str, str] | None, timeout: float, stdin: str | None
+) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+            input=stdin,
+        )
+    except subprocess.TimeoutExpired as exc:
+        printed = "".join(_text(part) for part in (exc.stdout, exc.stderr))
+        raise AssertionError(
+            f"{' '.join(command[1:])} did not finish within {timeout:.0f} s:\n{printed}"
+        ) from None
+
+
+def _text(output: str | bytes | None) -> str:
+    if isinstance(output, bytes):
+        return output.decode("utf-8", "replace")
+    return output or ""
 
 
 def write_python_model(
@@ -221,15 +286,21 @@ def write_python_model(
     config: Mapping[str, Any] | None = None,
     versions: Sequence[int] = (1,),
     entrypoint: str = "Model",
+    version_sources: Mapping[int, str] | None = None,
 ) -> Path:
     """A python-runtime model ``repo/name``: ``source`` (dedented) as ``model.py`` in the model
     folder, the class ``entrypoint`` as its entry point, ``config`` merged into model.yaml, and
-    an empty folder per version. Returns the model folder."""
+    a folder per version; ``version_sources`` puts a version's own ``model.py`` in its folder
+    (which the runtime prefers to the model folder's). Writing again rewrites the files, so a
+    test can change a model's config on disk. Returns the model folder."""
     folder = repo / name
     folder.mkdir(parents=True, exist_ok=True)
     for version in versions:
         (folder / str(version)).mkdir(exist_ok=True)
     (folder / "model.py").write_text(textwrap.dedent(source))
+    for version, version_source in (version_sources or {}).items():
+        (folder / str(version)).mkdir(exist_ok=True)
+        (folder / str(version) / "model.py").write_text(textwrap.dedent(version_source))
     document = {"runtime": "python", "entrypoint": f"model:{entrypoint}", **(config or {})}
     (folder / "model.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
     return folder

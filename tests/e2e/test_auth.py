@@ -18,11 +18,11 @@ import tritonclient.http as httpclient
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from modelserve.config.settings import Settings, TokenConfig
+from modelserve.config.settings import TokenConfig
 from modelserve.errors import STATUS_TABLE, ErrorCode
 from modelserve.security.auth import hash_token
 from modelserve.transports.grpc._generated import grpc_service_pb2 as pb
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, Servers
 
 TOKENS = {
     "iris": ("iris-only-token-0123456789abcdef", ("infer:iris_onnx",)),
@@ -44,20 +44,14 @@ def token_configs() -> tuple[TokenConfig, ...]:
 
 
 @pytest.fixture(scope="module")
-def auth_server(model_repo: Path) -> Iterator[RunningServer]:
-    running = RunningServer(
-        Settings(
-            model_repository=model_repo,
-            http_port=0,
-            grpc_port=0,
-            model_control_mode="explicit",
-            load_models=("iris_onnx", "iris_xgboost", "echo_fp32"),
-            auth_tokens=token_configs(),
-            access_log=True,  # its lines must not carry tokens either
-        )
-    ).start()
-    yield running
-    running.stop()
+def auth_server(model_repo: Path, serve_module: Servers) -> RunningServer:
+    return serve_module(
+        model_repo,
+        model_control_mode="explicit",
+        load_models=("iris_onnx", "iris_xgboost", "echo_fp32"),
+        auth_tokens=token_configs(),
+        access_log=True,  # its lines must not carry tokens either
+    )
 
 
 class Caller:
@@ -270,34 +264,27 @@ def test_grpc_health_service_is_open(auth_server: RunningServer) -> None:
         assert answer.status == health_pb2.HealthCheckResponse.SERVING
 
 
-def test_auth_health_protects_probes(model_repo: Path) -> None:
-    running = RunningServer(
-        Settings(
-            model_repository=model_repo,
-            http_port=0,
-            grpc_port=0,
-            model_control_mode="explicit",
-            load_models=(),
-            auth_tokens=token_configs(),
-            auth_health=True,
-        )
-    ).start()
-    try:
-        with httpx.Client(base_url=f"http://{running.url}") as client:
-            assert client.get("/v2/health/live").status_code == 401
-            assert client.get("/openapi.json").status_code == 401
-            headers = {"authorization": f"Bearer {TOKENS['admin'][0]}"}
-            assert client.get("/v2/health/live", headers=headers).status_code == 200
-        with grpc.insecure_channel(running.grpc_url) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            with pytest.raises(grpc.RpcError) as info:
-                stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
-            assert info.value.code() is grpc.StatusCode.UNAUTHENTICATED
-            metadata = (("authorization", f"Bearer {TOKENS['reader'][0]}"),)
-            answer = stub.Check(health_pb2.HealthCheckRequest(), metadata=metadata, timeout=10)
-            assert answer.status == health_pb2.HealthCheckResponse.SERVING
-    finally:
-        running.stop()
+def test_auth_health_protects_probes(model_repo: Path, serve: Servers) -> None:
+    running = serve(
+        model_repo,
+        model_control_mode="explicit",
+        load_models=(),
+        auth_tokens=token_configs(),
+        auth_health=True,
+    )
+    with httpx.Client(base_url=running.http) as client:
+        assert client.get("/v2/health/live").status_code == 401
+        assert client.get("/openapi.json").status_code == 401
+        headers = {"authorization": f"Bearer {TOKENS['admin'][0]}"}
+        assert client.get("/v2/health/live", headers=headers).status_code == 200
+    with grpc.insecure_channel(running.grpc_url) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
+        assert info.value.code() is grpc.StatusCode.UNAUTHENTICATED
+        metadata = (("authorization", f"Bearer {TOKENS['reader'][0]}"),)
+        answer = stub.Check(health_pb2.HealthCheckRequest(), metadata=metadata, timeout=10)
+        assert answer.status == health_pb2.HealthCheckResponse.SERVING
 
 
 def test_tokens_never_reach_the_logs(

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import httpx
 import pytest
 
-from modelserve.config.settings import Settings
 from modelserve.transports.grpc._generated import grpc_service_pb2 as pb
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, Servers
+from tests.harness import write_python_model
 
 SLOW_MODEL = """
 import threading, time
@@ -31,26 +30,26 @@ class Slow:
 """
 
 
-def _model(repo: Path, name: str, extra: str) -> None:
-    (repo / name / "1").mkdir(parents=True)
-    (repo / name / "slow.py").write_text(SLOW_MODEL)
-    (repo / name / "model.yaml").write_text(
-        "runtime: python\nentrypoint: slow:Slow\nmax_batch_size: 32\n"
-        "inputs: [{name: x, datatype: FP32, shape: [-1, 2]}]\n"
-        "outputs: [{name: y, datatype: FP32, shape: [-1, 2]}, "
-        "{name: rows, datatype: INT32, shape: [-1, 1]}]\n" + extra
-    )
+def _model(repo: Path, name: str, **extra: object) -> None:
+    config = {
+        "max_batch_size": 32,
+        "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 2]}],
+        "outputs": [
+            {"name": "y", "datatype": "FP32", "shape": [-1, 2]},
+            {"name": "rows", "datatype": "INT32", "shape": [-1, 1]},
+        ],
+        **extra,
+    }
+    write_python_model(repo, name, SLOW_MODEL, config, entrypoint="Slow")
 
 
 @pytest.fixture(scope="module")
-def slow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def slow_server(tmp_path_factory: pytest.TempPathFactory, serve_module: Servers) -> RunningServer:
     repo = tmp_path_factory.mktemp("slow")
-    _model(repo, "bounded", "max_queue_size: 2\n")
-    _model(repo, "timed", "default_timeout_ms: 100\n")
-    _model(repo, "batched", "dynamic_batching: {max_queue_delay_us: 0}\n")
-    running = RunningServer(Settings(model_repository=repo, http_port=0, grpc_port=0)).start()
-    yield running
-    running.stop()
+    _model(repo, "bounded", max_queue_size=2)
+    _model(repo, "timed", default_timeout_ms=100)
+    _model(repo, "batched", dynamic_batching={"max_queue_delay_us": 0})
+    return serve_module(repo)
 
 
 def _body(tag: float, sleep: float, timeout_us: int | None = None) -> dict[str, object]:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.harness import CliProcess, run_cli
+from tests.harness import CliProcess, run_cli, run_python
 
 
 def test_cli_serves_and_stops_cleanly(model_repo: Path) -> None:
@@ -58,12 +56,7 @@ def test_cli_refuses_bad_settings_in_one_line(
 
 
 def test_cli_rejects_missing_repository(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "modelserve", "serve", str(tmp_path / "nope")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_cli(["serve", str(tmp_path / "nope")])
     assert result.returncode == 2
     assert "not a directory" in result.stderr
 
@@ -75,9 +68,7 @@ def test_import_loads_no_ml_framework() -> None:
         " if m in sys.modules]\n"
         "print(heavy)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
-    )
+    result = run_python(code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
 

@@ -25,11 +25,11 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from tritonclient.grpc import model_config_pb2 as triton_model_config
 from tritonclient.utils import InferenceServerException
 
-from modelserve.config.settings import Settings
 from modelserve.observability import Observability
 from modelserve.transports.grpc._generated import grpc_service_pb2 as pb
 from modelserve.transports.grpc.service import GrpcTransport
-from tests.conftest import ECHO_MODEL, RunningServer, add_echo_models
+from tests.conftest import ECHO_MODEL, RunningServer, Servers, add_echo_models
+from tests.harness import write_python_model
 
 # model -> {input: (datatype, shape)}
 EXAMPLES: dict[str, dict[str, tuple[str, tuple[int, ...]]]] = {
@@ -88,22 +88,31 @@ def small_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Echo models, a model whose predict raises, and one that cannot load."""
     repo = tmp_path_factory.mktemp("small_models")
     add_echo_models(repo)
-    (repo / "boom" / "1").mkdir(parents=True)
-    (repo / "boom" / "boom.py").write_text(BOOM_MODEL)
-    (repo / "boom" / "model.yaml").write_text(
-        "runtime: python\nentrypoint: boom:Boom\n"
-        "inputs: [{name: IN, datatype: FP32, shape: [-1]}]\n"
-        "outputs: [{name: OUT, datatype: FP32, shape: [-1]}]\n"
+    write_python_model(
+        repo,
+        "boom",
+        BOOM_MODEL,
+        {
+            "inputs": [{"name": "IN", "datatype": "FP32", "shape": [-1]}],
+            "outputs": [{"name": "OUT", "datatype": "FP32", "shape": [-1]}],
+        },
+        entrypoint="Boom",
     )
-    (repo / "batched" / "1").mkdir(parents=True)
-    (repo / "batched" / "echo.py").write_text(ECHO_MODEL)
-    (repo / "batched" / "model.yaml").write_text(
-        "runtime: python\nentrypoint: echo:Echo\nmax_batch_size: 8\ninstances: 2\n"
-        "dynamic_batching: {max_queue_delay_us: 100, preferred_batch_sizes: [2, 4]}\n"
-        "max_queue_size: 16\ndefault_timeout_ms: 500\n"
-        "parameters: {threshold: 0.5, mode: fast}\n"
-        "inputs: [{name: IN, datatype: FP32, shape: [-1, 3]}]\n"
-        "outputs: [{name: OUT, datatype: FP32, shape: [-1, 3]}]\n"
+    write_python_model(
+        repo,
+        "batched",
+        ECHO_MODEL,
+        {
+            "max_batch_size": 8,
+            "instances": 2,
+            "dynamic_batching": {"max_queue_delay_us": 100, "preferred_batch_sizes": [2, 4]},
+            "max_queue_size": 16,
+            "default_timeout_ms": 500,
+            "parameters": {"threshold": 0.5, "mode": "fast"},
+            "inputs": [{"name": "IN", "datatype": "FP32", "shape": [-1, 3]}],
+            "outputs": [{"name": "OUT", "datatype": "FP32", "shape": [-1, 3]}],
+        },
+        entrypoint="Echo",
     )
     (repo / "broken" / "1").mkdir(parents=True)
     (repo / "broken" / "model.yaml").write_text("runtime: no_such_runtime\n")
@@ -111,18 +120,9 @@ def small_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def small_server(small_repo: Path) -> Iterator[RunningServer]:
+def small_server(small_repo: Path, serve_module: Servers) -> RunningServer:
     """A second server whose gRPC messages may not exceed SMALL_LIMIT bytes."""
-    running = RunningServer(
-        Settings(
-            model_repository=small_repo,
-            http_port=0,
-            grpc_port=0,
-            grpc_max_message_bytes=SMALL_LIMIT,
-        )
-    ).start()
-    yield running
-    running.stop()
+    return serve_module(small_repo, grpc_max_message_bytes=SMALL_LIMIT)
 
 
 # ---- inference through tritonclient ----------------------------------------------------------
@@ -594,10 +594,12 @@ def test_oversized_answer_is_resource_exhausted(small_server: RunningServer) -> 
         assert len(_model_infer(channel, request(size - 64)).raw_output_contents[0]) == size - 64
 
 
-def test_a_taken_grpc_port_fails_start_up(server: RunningServer, small_repo: Path) -> None:
-    settings = Settings(model_repository=small_repo, http_port=0, grpc_port=server.server.grpc_port)
+def test_a_taken_grpc_port_fails_start_up(
+    server: RunningServer, small_repo: Path, serve: Servers
+) -> None:
+    taken = int(server.grpc_url.rsplit(":", 1)[1])
     with pytest.raises(OSError, match="cannot bind gRPC"):
-        RunningServer(settings).start()
+        serve(small_repo, grpc_port=taken)
 
 
 # ---- health and reflection -------------------------------------------------------------------
@@ -623,8 +625,8 @@ def test_health_of_a_model_that_failed_to_load(small_server: RunningServer) -> N
         assert _check(channel, "echo_fp32") == health_pb2.HealthCheckResponse.SERVING
 
 
-def test_health_watch_follows_shutdown(small_repo: Path) -> None:
-    running = RunningServer(Settings(model_repository=small_repo, http_port=0, grpc_port=0)).start()
+def test_health_watch_follows_shutdown(small_repo: Path, serve: Servers) -> None:
+    running = serve(small_repo)
     statuses: queue.Queue[Any] = queue.Queue()
     stopper = threading.Thread(target=running.stop)
     try:

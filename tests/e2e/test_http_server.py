@@ -8,13 +8,11 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from modelserve.config.settings import Settings
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, Servers
 
 CHUNKED_HEAD = (
     "POST /v2/models/iris_onnx/infer HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -55,20 +53,15 @@ def read_responses(sock: socket.socket, count: int, timeout: float = 10) -> list
 
 
 @pytest.fixture(scope="module")
-def limited(model_repo: Path) -> Iterator[RunningServer]:
-    settings = Settings(
-        model_repository=model_repo,
-        http_port=0,
-        grpc_port=0,
+def limited(model_repo: Path, serve_module: Servers) -> RunningServer:
+    return serve_module(
+        model_repo,
         max_connections=4,
         header_timeout_s=1.0,
         body_timeout_s=1.0,
         keepalive_timeout_s=1.0,
         max_request_bytes=4096,
     )
-    running = RunningServer(settings).start()
-    yield running
-    running.stop()
 
 
 def connect(server: RunningServer) -> socket.socket:

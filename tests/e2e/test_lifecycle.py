@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from modelserve.config.settings import Settings
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, Servers
+from tests.harness import write_python_model
 
 VERSIONED = """
 import time
@@ -25,7 +24,9 @@ class Versioned:
         if marker.exists():
             raise RuntimeError("this version is broken")
         self.version = float(Path(version_dir).name)
-        time.sleep(float(parameters.get("load_sleep", 0)))
+        gate = parameters.get("load_gate")
+        while gate is not None and not Path(gate).exists():
+            time.sleep(0.005)
 
     def predict(self, inputs):
         x = inputs["x"]
@@ -34,18 +35,15 @@ class Versioned:
 """
 
 
-def make_model(repo: Path, name: str, versions: list[int], extra: str = "") -> Path:
-    folder = repo / name
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "versioned.py").write_text(VERSIONED)
-    (folder / "model.yaml").write_text(
-        "runtime: python\nentrypoint: versioned:Versioned\nmax_batch_size: 8\n"
-        "inputs: [{name: x, datatype: FP32, shape: [-1, 1]}]\n"
-        "outputs: [{name: version, datatype: FP32, shape: [-1, 1]}]\n" + extra
-    )
-    for version in versions:
-        (folder / str(version)).mkdir(exist_ok=True)
-    return folder
+def make_model(repo: Path, name: str, versions: list[int], **extra: object) -> Path:
+    """The VERSIONED model with ``versions``; ``extra`` keys go into its model.yaml."""
+    config = {
+        "max_batch_size": 8,
+        "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 1]}],
+        "outputs": [{"name": "version", "datatype": "FP32", "shape": [-1, 1]}],
+        **extra,
+    }
+    return write_python_model(repo, name, VERSIONED, config, versions, entrypoint="Versioned")
 
 
 def body(sleep: float = 0.0) -> dict[str, object]:
@@ -101,20 +99,12 @@ def index(url: str) -> dict[tuple[str, str], dict[str, str]]:
 
 
 @pytest.fixture
-def explicit(tmp_path: Path) -> Iterator[tuple[RunningServer, Path]]:
+def explicit(tmp_path: Path, serve: Servers) -> tuple[RunningServer, Path]:
     make_model(tmp_path, "swap", [1])
     make_model(tmp_path, "slow", [1])
     make_model(tmp_path, "idle", [1])
-    settings = Settings(
-        model_repository=tmp_path,
-        http_port=0,
-        grpc_port=0,
-        model_control_mode="explicit",
-        load_models=("swap", "slow"),
-    )
-    running = RunningServer(settings).start()
-    yield running, tmp_path
-    running.stop()
+    running = serve(tmp_path, model_control_mode="explicit", load_models=("swap", "slow"))
+    return running, tmp_path
 
 
 async def test_load_api_swaps_versions_under_load_without_a_failure(
@@ -196,79 +186,70 @@ async def test_index_shows_loading_while_a_version_loads(
     explicit: tuple[RunningServer, Path],
 ) -> None:
     server, repo = explicit
-    (repo / "idle" / "model.yaml").write_text(
-        (repo / "idle" / "model.yaml").read_text() + "parameters: {load_sleep: 0.5}\n"
-    )
-    async with httpx.AsyncClient(base_url=f"http://{server.url}", timeout=30) as client:
+    gate = repo / "loaded"
+    make_model(repo, "idle", [1], parameters={"load_gate": str(gate)})  # loads once gate exists
+    async with httpx.AsyncClient(base_url=server.http, timeout=30) as client:
         load = asyncio.ensure_future(client.post("/v2/repository/models/idle/load"))
-        await asyncio.sleep(0.25)
-        assert index(server.url)[("idle", "1")]["state"] == "LOADING"
+        deadline = time.monotonic() + 10
+        while ("idle", "1") not in (rows := index(server.url)):
+            assert time.monotonic() < deadline, rows
+            await asyncio.sleep(0.02)
+        assert rows[("idle", "1")]["state"] == "LOADING"
         assert (await client.get("/v2/models/idle/ready")).status_code == 503
+        gate.touch()
         assert (await load).status_code == 200
         assert (await client.get("/v2/models/idle/ready")).status_code == 200
 
 
-async def test_versions_default_and_policy(tmp_path: Path) -> None:
-    make_model(tmp_path, "multi", [1, 2, 3], "version_policy: {all: true}\ndefault_version: '2'\n")
-    running = RunningServer(Settings(model_repository=tmp_path, http_port=0, grpc_port=0)).start()
-    try:
-        async with httpx.AsyncClient(base_url=f"http://{running.url}", timeout=30) as client:
-            meta = (await client.get("/v2/models/multi")).json()
-            assert meta["versions"] == ["1", "2", "3"]
-            assert version_of(await client.post("/v2/models/multi/infer", json=body())) == 2
-            for v in (1, 3):
-                reply = await client.post(f"/v2/models/multi/versions/{v}/infer", json=body())
-                assert version_of(reply) == v
-            refused = await client.post("/v2/repository/models/multi/load")
-            assert refused.status_code == 409, "load API needs explicit mode"
-    finally:
-        running.stop()
+async def test_versions_default_and_policy(tmp_path: Path, serve: Servers) -> None:
+    make_model(tmp_path, "multi", [1, 2, 3], version_policy={"all": True}, default_version="2")
+    running = serve(tmp_path)
+    async with httpx.AsyncClient(base_url=running.http, timeout=30) as client:
+        meta = (await client.get("/v2/models/multi")).json()
+        assert meta["versions"] == ["1", "2", "3"]
+        assert version_of(await client.post("/v2/models/multi/infer", json=body())) == 2
+        for v in (1, 3):
+            reply = await client.post(f"/v2/models/multi/versions/{v}/infer", json=body())
+            assert version_of(reply) == v
+        refused = await client.post("/v2/repository/models/multi/load")
+        assert refused.status_code == 409, "load API needs explicit mode"
 
 
-async def test_poll_mode_swaps_under_load_and_waits_for_stable_folders(tmp_path: Path) -> None:
+async def test_poll_mode_swaps_under_load_and_waits_for_stable_folders(
+    tmp_path: Path, serve: Servers
+) -> None:
     make_model(tmp_path, "polled", [1])
-    settings = Settings(
-        model_repository=tmp_path,
-        http_port=0,
-        grpc_port=0,
-        model_control_mode="poll",
-        repository_poll_secs=0.2,
-    )
-    running = RunningServer(settings).start()
-    try:
-        load = Load(running.url, "polled").start()
-        await load.wait_for_version(1)
-        shutil.copytree(tmp_path / "polled" / "1", tmp_path / "polled" / "2")
-        await load.wait_for_version(2)
-        (tmp_path / "polled" / "3").mkdir()
-        (tmp_path / "polled" / "3" / "broken").write_text("x")
-        await asyncio.sleep(1.0)
-        assert load.versions[-1] == 2, "a broken version 3 leaves version 2 serving"
-        await load.stop()
-        assert load.errors == [] and set(load.statuses) == {200}
-        rows = index(running.url)
-        assert rows[("polled", "3")]["state"] == "UNAVAILABLE"
-        assert rows[("polled", "2")]["state"] == "READY"
-        shutil.rmtree(tmp_path / "polled")
-        deadline = time.monotonic() + 10
-        while ("polled", "2") in index(running.url):
-            assert time.monotonic() < deadline, "a removed model is unloaded"
-            await asyncio.sleep(0.1)
-    finally:
-        running.stop()
+    running = serve(tmp_path, model_control_mode="poll", repository_poll_secs=0.2)
+    load = Load(running.url, "polled").start()
+    await load.wait_for_version(1)
+    shutil.copytree(tmp_path / "polled" / "1", tmp_path / "polled" / "2")
+    await load.wait_for_version(2)
+    (tmp_path / "polled" / "3").mkdir()
+    (tmp_path / "polled" / "3" / "broken").write_text("x")
+    await asyncio.sleep(1.0)
+    assert load.versions[-1] == 2, "a broken version 3 leaves version 2 serving"
+    await load.stop()
+    assert load.errors == [] and set(load.statuses) == {200}
+    rows = index(running.url)
+    assert rows[("polled", "3")]["state"] == "UNAVAILABLE"
+    assert rows[("polled", "2")]["state"] == "READY"
+    shutil.rmtree(tmp_path / "polled")
+    deadline = time.monotonic() + 10
+    while ("polled", "2") in index(running.url):
+        assert time.monotonic() < deadline, "a removed model is unloaded"
+        await asyncio.sleep(0.1)
 
 
-async def test_warmup_runs_before_ready_and_failure_is_reported(tmp_path: Path) -> None:
-    make_model(tmp_path, "warm", [1], "warmup: {count: 2}\n")
-    make_model(tmp_path, "cold", [1], "warmup: {count: 1, sample_file: missing.npz}\n")
-    running = RunningServer(Settings(model_repository=tmp_path, http_port=0, grpc_port=0)).start()
-    try:
-        rows = index(running.url)
-        assert rows[("warm", "1")]["state"] == "READY"
-        assert rows[("cold", "1")]["state"] == "UNAVAILABLE"
-        assert "missing.npz" in rows[("cold", "1")]["reason"]
-    finally:
-        running.stop()
+async def test_warmup_runs_before_ready_and_failure_is_reported(
+    tmp_path: Path, serve: Servers
+) -> None:
+    make_model(tmp_path, "warm", [1], warmup={"count": 2})
+    make_model(tmp_path, "cold", [1], warmup={"count": 1, "sample_file": "missing.npz"})
+    running = serve(tmp_path)
+    rows = index(running.url)
+    assert rows[("warm", "1")]["state"] == "READY"
+    assert rows[("cold", "1")]["state"] == "UNAVAILABLE"
+    assert "missing.npz" in rows[("cold", "1")]["reason"]
 
 
 def test_grpc_repository_load_and_unload(explicit: tuple[RunningServer, Path]) -> None:

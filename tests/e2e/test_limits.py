@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -17,28 +16,21 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from modelserve.config.settings import Settings
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, Servers
 
 MAX_ELEMENTS = 1000
 
 
 @pytest.fixture(scope="module")
-def limited(model_repo: Path) -> Iterator[RunningServer]:
-    running = RunningServer(
-        Settings(
-            model_repository=model_repo,
-            http_port=0,
-            grpc_port=0,
-            model_control_mode="explicit",
-            load_models=("iris_onnx", "python_add", "echo_bytes", "echo_fp32"),
-            max_tensor_elements=MAX_ELEMENTS,
-            header_timeout_s=1.0,
-            body_timeout_s=1.0,
-        )
-    ).start()
-    yield running
-    running.stop()
+def limited(model_repo: Path, serve_module: Servers) -> RunningServer:
+    return serve_module(
+        model_repo,
+        model_control_mode="explicit",
+        load_models=("iris_onnx", "python_add", "echo_bytes", "echo_fp32"),
+        max_tensor_elements=MAX_ELEMENTS,
+        header_timeout_s=1.0,
+        body_timeout_s=1.0,
+    )
 
 
 def _post(server: RunningServer, path: str, body: bytes) -> httpx.Response:
@@ -246,17 +238,8 @@ def test_slow_body_trickle_is_cut_off(limited: RunningServer) -> None:
     _alive(limited)
 
 
-def test_max_connections(model_repo: Path) -> None:
-    running = RunningServer(
-        Settings(
-            model_repository=model_repo,
-            http_port=0,
-            grpc_port=0,
-            model_control_mode="explicit",
-            load_models=(),
-            max_connections=4,
-        )
-    ).start()
+def test_max_connections(model_repo: Path, serve: Servers) -> None:
+    running = serve(model_repo, model_control_mode="explicit", load_models=(), max_connections=4)
     limit = running.settings.max_connections
     request = b"GET /v2/health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     held: list[socket.socket] = []
@@ -274,8 +257,7 @@ def test_max_connections(model_repo: Path) -> None:
             assert not answer or answer.startswith(b"HTTP/1.1 503"), answer[:80]
         held.pop().close()
         time.sleep(0.2)
-        assert httpx.get(f"http://{running.url}/v2/health/live", timeout=5).status_code == 200
+        assert httpx.get(f"{running.http}/v2/health/live", timeout=5).status_code == 200
     finally:
         for sock in held:
             sock.close()
-        running.stop()

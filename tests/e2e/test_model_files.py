@@ -8,14 +8,13 @@ import json
 import os
 import pickle
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from modelserve.config.settings import Settings
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, Servers
+from tests.harness import write_python_model
 
 PYTHON_MODEL = """
 from pathlib import Path
@@ -52,9 +51,7 @@ def layout(model_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     shutil.copytree(model_repo / "iris_onnx", repo / "iris_onnx")
     shutil.copytree(model_repo / "iris_onnx", repo / "fresh")  # not loaded at start
     # a python model outside the repository: importing it would leave a marker file
-    (outside / "1").mkdir(parents=True)
-    (outside / "model.py").write_text(PYTHON_MODEL.format(marker=str(markers / "outside")))
-    (outside / "model.yaml").write_text("runtime: python\nentrypoint: model:Model\n")
+    write_python_model(root, "outside", PYTHON_MODEL.format(marker=str(markers / "outside")))
     (outside / "secret.onnx").write_bytes(
         (model_repo / "iris_onnx" / "1" / "model.onnx").read_bytes()
     )
@@ -80,18 +77,9 @@ def layout(model_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
 
 
 @pytest.fixture(scope="module")
-def server(layout: dict[str, Path]) -> Iterator[RunningServer]:
-    running = RunningServer(
-        Settings(
-            model_repository=layout["repo"],
-            http_port=0,
-            grpc_port=0,
-            model_control_mode="explicit",
-            load_models=("iris_onnx",),
-        )
-    ).start()
-    yield running
-    running.stop()
+def server(layout: dict[str, Path], serve_module: Servers) -> RunningServer:
+    """This module's own server (not the session's): explicit mode, only iris_onnx loaded."""
+    return serve_module(layout["repo"], model_control_mode="explicit", load_models=("iris_onnx",))
 
 
 BAD_NAMES = [

@@ -25,11 +25,11 @@ from google.protobuf import json_format
 from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
-from modelserve.config.settings import Settings
 from modelserve.observability.access import ACCESS_LOGGER
 from modelserve.observability.logs import JsonFormatter, RequestIdFilter
 from modelserve.transports.grpc._generated import grpc_service_pb2 as pb
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, Servers
+from tests.harness import write_python_model
 
 OK, BAD, UNKNOWN = 50, 5, 3
 """Per transport: successes, invalid requests (wrong shape), requests for an unknown model."""
@@ -45,25 +45,26 @@ class Slow:
 
 
 @pytest.fixture(scope="module")
-def observed(model_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def observed(
+    model_repo: Path, tmp_path_factory: pytest.TempPathFactory, serve_module: Servers
+) -> RunningServer:
     """A server of its own (its counters start at zero) with the access log and metrics port."""
     repo = tmp_path_factory.mktemp("observed")
     shutil.copytree(model_repo / "iris_onnx", repo / "iris_onnx")
-    batched = repo / "batched"
-    (batched / "1").mkdir(parents=True)
-    (batched / "slow.py").write_text(SLOW_BATCHED)
-    (batched / "model.yaml").write_text(
-        "runtime: python\nentrypoint: slow:Slow\nmax_batch_size: 16\nexecution: thread\n"
-        "dynamic_batching: {max_queue_delay_us: 0}\n"
-        "inputs: [{name: x, datatype: FP32, shape: [-1, 2]}]\n"
-        "outputs: [{name: y, datatype: FP32, shape: [-1, 2]}]\n"
+    write_python_model(
+        repo,
+        "batched",
+        SLOW_BATCHED,
+        {
+            "max_batch_size": 16,
+            "execution": "thread",
+            "dynamic_batching": {"max_queue_delay_us": 0},
+            "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 2]}],
+            "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, 2]}],
+        },
+        entrypoint="Slow",
     )
-    settings = Settings(
-        model_repository=repo, http_port=0, grpc_port=0, metrics_port=0, access_log=True
-    )
-    running = RunningServer(settings).start()
-    yield running
-    running.stop()
+    return serve_module(repo, metrics_port=0, access_log=True)
 
 
 @pytest.fixture

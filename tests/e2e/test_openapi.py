@@ -4,7 +4,6 @@ serves, and schemathesis fuzzes the API from that description: no 5xx, server al
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -14,28 +13,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
-from modelserve.config.settings import Settings
 from modelserve.transports.http.openapi import openapi_document
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, Servers
 
 MODELS = ("iris_onnx", "python_add", "echo_fp32", "echo_bytes", "echo_bool", "echo_uint64")
 
 
 @pytest.fixture(scope="module")
-def api_server(model_repo: Path) -> Iterator[RunningServer]:
-    running = RunningServer(
-        Settings(
-            model_repository=model_repo,
-            http_port=0,
-            grpc_port=0,
-            model_control_mode="explicit",
-            load_models=MODELS,
-            max_request_bytes=1024 * 1024,
-            max_tensor_elements=100_000,
-        )
-    ).start()
-    yield running
-    running.stop()
+def api_server(model_repo: Path, serve_module: Servers) -> RunningServer:
+    return serve_module(
+        model_repo,
+        model_control_mode="explicit",
+        load_models=MODELS,
+        max_request_bytes=1024 * 1024,
+        max_tensor_elements=100_000,
+    )
 
 
 def _concrete(path: str) -> str:

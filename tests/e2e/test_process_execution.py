@@ -7,14 +7,13 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from modelserve.config.settings import Settings
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, Servers
+from tests.harness import write_python_model
 
 PID_MODEL = """
 import os, time
@@ -34,25 +33,26 @@ class Pid:
 """
 
 
-def _model(repo: Path, name: str, extra: str = "") -> None:
-    (repo / name / "1").mkdir(parents=True)
-    (repo / name / "pid.py").write_text(PID_MODEL)
-    (repo / name / "model.yaml").write_text(
-        "runtime: python\nentrypoint: pid:Pid\nmax_batch_size: 8\nexecution: process\n"
-        "inputs: [{name: x, datatype: FP32, shape: [-1, 1]}]\n"
-        "outputs: [{name: pid, datatype: INT64, shape: [-1, 1]}, "
-        "{name: x, datatype: FP32, shape: [-1, 1]}]\n" + extra
-    )
+def _model(repo: Path, name: str, **extra: object) -> None:
+    config = {
+        "max_batch_size": 8,
+        "execution": "process",
+        "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 1]}],
+        "outputs": [
+            {"name": "pid", "datatype": "INT64", "shape": [-1, 1]},
+            {"name": "x", "datatype": "FP32", "shape": [-1, 1]},
+        ],
+        **extra,
+    }
+    write_python_model(repo, name, PID_MODEL, config, entrypoint="Pid")
 
 
 @pytest.fixture(scope="module")
-def proc_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def proc_server(tmp_path_factory: pytest.TempPathFactory, serve_module: Servers) -> RunningServer:
     repo = tmp_path_factory.mktemp("proc")
-    _model(repo, "pid", "instances: 2\n")
-    _model(repo, "broken", "parameters: {fail_load: 1}\n")
-    running = RunningServer(Settings(model_repository=repo, http_port=0, grpc_port=0)).start()
-    yield running
-    running.stop()
+    _model(repo, "pid", instances=2)
+    _model(repo, "broken", parameters={"fail_load": 1})
+    return serve_module(repo)
 
 
 def body(value: float) -> dict[str, object]:

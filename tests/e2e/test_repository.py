@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import pickle
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
 
-from modelserve.config.settings import Settings
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, Servers
 
 
 @pytest.fixture(scope="module")
 def broken_server(
-    model_repo: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningServer]:
+    model_repo: Path, tmp_path_factory: pytest.TempPathFactory, serve_module: Servers
+) -> RunningServer:
     repo = tmp_path_factory.mktemp("broken")
     shutil.copytree(model_repo / "iris_onnx", repo / "iris_onnx")
     # two versions, latest: 2 -> both served; v3 exists but is not selected
@@ -38,9 +36,7 @@ def broken_server(
     (repo / "corrupt" / "1" / "model.onnx").write_bytes(b"this is not onnx")
     # no version folder
     (repo / "empty").mkdir()
-    running = RunningServer(Settings(model_repository=repo, http_port=0, grpc_port=0)).start()
-    yield running
-    running.stop()
+    return serve_module(repo)
 
 
 def test_index_reports_states_and_reasons(broken_server: RunningServer) -> None:

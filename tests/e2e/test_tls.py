@@ -4,7 +4,6 @@ without a certificate from the configured CA."""
 from __future__ import annotations
 
 import ssl
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -17,7 +16,7 @@ from tritonclient.utils import InferenceServerException
 
 from modelserve.config.settings import Settings
 from modelserve.security.tls import TlsError, server_ssl_context
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, Servers
 from tests.tls_certs import Pki, make_pki
 
 X = np.array([[5.1, 3.5, 1.4, 0.2]], dtype=np.float32)
@@ -28,11 +27,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return make_pki(tmp_path_factory.mktemp("pki"))
 
 
-def _settings(model_repo: Path, pki: Pki, mutual: bool) -> Settings:
-    return Settings(
-        model_repository=model_repo,
-        http_port=0,
-        grpc_port=0,
+def _start(serve: Servers, model_repo: Path, pki: Pki, mutual: bool) -> RunningServer:
+    return serve(
+        model_repo,
         model_control_mode="explicit",
         load_models=("iris_onnx",),
         tls_cert=pki.server_cert,
@@ -42,17 +39,13 @@ def _settings(model_repo: Path, pki: Pki, mutual: bool) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def tls_server(model_repo: Path, pki: Pki) -> Iterator[RunningServer]:
-    running = RunningServer(_settings(model_repo, pki, mutual=False)).start()
-    yield running
-    running.stop()
+def tls_server(model_repo: Path, pki: Pki, serve_module: Servers) -> RunningServer:
+    return _start(serve_module, model_repo, pki, mutual=False)
 
 
 @pytest.fixture(scope="module")
-def mtls_server(model_repo: Path, pki: Pki) -> Iterator[RunningServer]:
-    running = RunningServer(_settings(model_repo, pki, mutual=True)).start()
-    yield running
-    running.stop()
+def mtls_server(model_repo: Path, pki: Pki, serve_module: Servers) -> RunningServer:
+    return _start(serve_module, model_repo, pki, mutual=True)
 
 
 def _client_context(pki: Pki, cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext:

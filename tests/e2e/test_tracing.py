@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import gzip
 import shutil
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,9 +21,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from modelserve.config.settings import Settings
 from modelserve.transports.grpc._generated import grpc_service_pb2 as pb
-from tests.conftest import ROOT, RunningServer
+from tests.conftest import Servers
+from tests.harness import run_python
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
@@ -82,13 +80,10 @@ def receiver() -> Iterator[Receiver]:
 
 
 def test_spans_reach_the_otlp_receiver(
-    model_repo: Path, tmp_path: Path, receiver: Receiver
+    model_repo: Path, tmp_path: Path, receiver: Receiver, serve: Servers
 ) -> None:
     shutil.copytree(model_repo / "iris_onnx", tmp_path / "iris_onnx")
-    settings = Settings(
-        model_repository=tmp_path, http_port=0, grpc_port=0, otlp_endpoint=receiver.url
-    )
-    running = RunningServer(settings).start()
+    running = serve(tmp_path, otlp_endpoint=receiver.url)
     try:
         body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [2, 4], "data": [1] * 8}]}
         traceparent = f"00-{TRACE_ID}-{PARENT_ID}-01"
@@ -116,7 +111,7 @@ def test_spans_reach_the_otlp_receiver(
             )
             infer(request, metadata=(("traceparent", f"00-{GRPC_TRACE_ID}-{PARENT_ID}-01"),))
     finally:
-        running.stop()  # flushes the exporter
+        running.stop()  # flushes the exporter before the spans are read
     assert set(receiver.paths) == {"/v1/traces"}
     spans = receiver.spans
     roots = [s for s in spans if s.name == "POST /v2/models/iris_onnx/infer"]
@@ -148,8 +143,6 @@ def test_no_opentelemetry_without_an_endpoint(model_repo: Path) -> None:
         f"Server(Settings(model_repository={str(model_repo)!r}))\n"
         "print([m for m in sys.modules if m.startswith('opentelemetry')])\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT
-    )
+    result = run_python(code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
-import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 
 import httpx
 
-from tests.conftest import ROOT
+from tests.harness import CliProcess, run_cli
 
 BODY = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}
 
@@ -32,48 +27,26 @@ def children(pid: int) -> list[int]:
 
 
 def test_workers_share_ports_restart_and_drain(model_repo: Path) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "modelserve", "serve", str(model_repo), "--http-port", "0",
-         "--grpc-port", "0", "--workers", "2"],
-        stderr=subprocess.PIPE, text=True, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
-    assert proc.stderr is not None
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")))  # type: ignore[union-attr]
-    reader.start()
-    try:
-        deadline = time.monotonic() + 90
-        while sum("server ready" in line for line in lines) < 2:
-            assert time.monotonic() < deadline, "".join(lines)
-            time.sleep(0.1)
-        port = int(re.search(r"HTTP port (\d+)", "".join(lines)).group(1))  # type: ignore[union-attr]
-        workers = children(proc.pid)
+    args = ["serve", str(model_repo), "--http-port", "0", "--grpc-port", "0", "--workers", "2"]
+    with CliProcess(args) as cli:
+        cli.wait_for("server ready", timeout=90, count=2)
+        port = int(cli.wait_for(r"HTTP port (\d+)").group(1))
+        workers = children(cli.proc.pid)
         assert len(workers) == 2
         for _ in range(10):  # a new connection each time: the kernel spreads them
             reply = httpx.post(f"http://127.0.0.1:{port}/v2/models/iris_onnx/infer", json=BODY)
             assert reply.status_code == 200
         os.kill(workers[0], signal.SIGKILL)
-        while sum("server ready" in line for line in lines) < 3:
-            assert time.monotonic() < deadline, "the killed worker was not replaced"
-            time.sleep(0.1)
-        assert len(children(proc.pid)) == 2
+        cli.wait_for("server ready", timeout=90, count=3)  # the killed worker was replaced
+        assert len(children(cli.proc.pid)) == 2
         for _ in range(10):
             reply = httpx.post(f"http://127.0.0.1:{port}/v2/models/iris_onnx/infer", json=BODY)
             assert reply.status_code == 200
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        reader.join(timeout=10)
+        cli.signal(signal.SIGTERM)
+        assert cli.wait(60) == 0
 
 
 def test_workers_refuse_explicit_mode(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "modelserve", "serve", str(tmp_path), "--workers", "2",
-         "--model-control-mode", "explicit"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    result = run_cli(["serve", str(tmp_path), "--workers", "2", "--model-control-mode", "explicit"])
     assert result.returncode == 2
     assert "explicit" in result.stderr

@@ -7,10 +7,7 @@ import asyncio
 import io
 import json
 import logging
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -31,6 +28,7 @@ from modelserve.observability.logs import (
 from modelserve.observability.stats import StatsBook
 from modelserve.scheduling.batcher import Completed
 from tests.conftest import ROOT
+from tests.harness import run_python
 
 
 def _values(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -133,11 +131,10 @@ observability.refresh()
 
 
 def test_multiprocess_mode_adds_up_the_workers(tmp_path: Path) -> None:
-    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
     for _ in range(2):
-        subprocess.run(
-            [sys.executable, "-c", WORKER, str(tmp_path)], check=True, env=env, cwd=ROOT, timeout=60
-        )
+        result = run_python(WORKER, str(tmp_path), env=env)
+        assert result.returncode == 0, result.stderr
     body, _ = render(CollectorRegistry(), str(tmp_path), None)
     values = _values(body.decode())
     m = {"model": "m", "version": "1"}
