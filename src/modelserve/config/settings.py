@@ -19,6 +19,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
+from modelserve.config.model import valid_model_name
+
 __all__ = ["ENV_PREFIX", "OptionSpec", "Settings", "TokenConfig", "option", "option_specs"]
 
 SCOPE_PATTERN = r"^(read|admin|infer|infer:[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127})$"
@@ -170,6 +172,12 @@ class Settings(BaseModel):
         flag="--load-model",
         metavar="NAME",
     )
+    model_name: str | None = option(
+        None,
+        "Serve the repository folder itself as this one model: its version folders, or its "
+        "artifact directly in it as version 1 (KServe's /mnt/models layout).",
+        group="models",
+    )
     load_threads: int = option(4, "Model versions loaded in parallel.", group="models", ge=1, le=64)
     drain_delay_s: float = option(
         0.0,
@@ -268,6 +276,13 @@ class Settings(BaseModel):
         group="observability",
         metavar="URL",
     )
+
+    @field_validator("model_name")
+    @classmethod
+    def _model_name(cls, value: str | None) -> str | None:
+        if value is not None and not valid_model_name(value):
+            raise ValueError(f"'{value}' is not a valid model name (letters, digits, _ . -)")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

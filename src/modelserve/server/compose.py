@@ -57,7 +57,10 @@ class Server:
         self.settings = settings
         self.executor = inference_executor(settings.executor_threads)
         self.repository = ModelRepository(
-            settings.model_repository, RuntimeRegistry(), self.executor
+            settings.model_repository,
+            RuntimeRegistry(),
+            self.executor,
+            single_model=settings.model_name,
         )
         self.lifecycle = Lifecycle(
             self.repository,

@@ -6,6 +6,10 @@ READY: ``build`` (in a worker thread) loads and warms up the versions that are n
 beside the serving ones; ``commit`` (on the event loop) swaps them in at once and hands back the
 replaced models, which the lifecycle drains and unloads. A model that fails to load never stops
 the others from serving, and a version that fails to load leaves the serving one untouched.
+
+With ``single_model`` (``--model-name``) the root is one model's folder instead, as KServe mounts
+it at ``/mnt/models``: version folders as usual, or, when there are none, the artifact (and
+``model.yaml``, ``model.py``) directly in the folder, served as version 1.
 """
 
 from __future__ import annotations
@@ -86,8 +90,18 @@ def _fingerprint(paths: list[Path]) -> str:
 
 
 class ModelRepository:
-    def __init__(self, root: Path, registry: RuntimeRegistry, executor: Executor) -> None:
+    def __init__(
+        self,
+        root: Path,
+        registry: RuntimeRegistry,
+        executor: Executor,
+        single_model: str | None = None,
+    ) -> None:
+        """``single_model``: the root is not a repository but the folder of this one model
+        (``--model-name``, KServe's ``/mnt/models``): its version folders, or, when it has none,
+        its artifact directly in it, served as version 1."""
         self.root = root
+        self.single_model = single_model
         self._registry = registry
         self._executor = executor
         self._models: dict[str, ModelEntry] = {}
@@ -98,12 +112,18 @@ class ModelRepository:
         """The folder of a model; the name is checked so it can never leave the repository."""
         if not valid_model_name(name):
             raise InvalidArgument(f"'{name}' is not a valid model name")
+        if self.single_model is not None:
+            if name != self.single_model:
+                raise NotFound(f"unknown model '{name}': this server serves '{self.single_model}'")
+            return self.root
         return self.root / name
 
     def discover(self) -> list[str]:
         """Names of the model folders in the repository."""
         if not self.root.is_dir():
             raise ModelLoadError(f"model repository {self.root} is not a directory")
+        if self.single_model is not None:
+            return [self.single_model]
         names = []
         for path in sorted(self.root.iterdir()):
             if not path.is_dir() or path.name.startswith("."):
@@ -119,20 +139,27 @@ class ModelRepository:
         folder = self.model_dir(name)
         return _fingerprint([folder]) if folder.is_dir() else ""
 
-    def _select_versions(self, model_dir: Path, config: ModelConfig) -> list[str]:
-        numbers = []
+    def _select_versions(self, model_dir: Path, config: ModelConfig) -> dict[str, Path]:
+        """The versions the policy selects, oldest first, and their folders."""
+        folders: dict[int, Path] = {}
+        others: list[Path] = []
         for path in model_dir.iterdir():
             if path.is_dir() and path.name.isdigit() and not path.name.startswith("0"):
-                numbers.append(int(path.name))
+                folders[int(path.name)] = path
             elif path.is_dir() and not path.name.startswith((".", "_")):
+                others.append(path)
+        if not folders and self.single_model is not None:
+            folders[1] = model_dir  # the artifact sits in the model folder itself
+        else:
+            for path in others:
                 log.warning("ignoring %s: version folders are positive integers", path)
-        chosen = config.version_policy.select(numbers)
+        chosen = config.version_policy.select(list(folders))
         if not chosen:
             raise ModelLoadError(
                 f"{model_dir}: no version folder matches the version policy "
-                f"(found {sorted(numbers) or 'none'})"
+                f"(found {sorted(folders) or 'none'})"
             )
-        return [str(v) for v in chosen]
+        return {str(v): folders[v] for v in chosen}
 
     # ---- loading: build in a thread, commit on the loop --------------------------------------
 
@@ -145,14 +172,16 @@ class ModelRepository:
             if not model_dir.is_dir():
                 raise ModelLoadError(f"no model folder {model_dir}")
             config = override if override is not None else load_model_config(model_dir)
-            plan.selected = self._select_versions(model_dir, config)
+            folders = self._select_versions(model_dir, config)
         except ModelLoadError as exc:
             plan.error = str(exc)
             return plan
+        plan.selected = list(folders)
         plan.default_version = config.default_version
         shared = [p for p in model_dir.iterdir() if not p.name.isdigit()]
-        for version in plan.selected:
-            fingerprint = _fingerprint([*shared, model_dir / version]) + repr(config)
+        for version, version_dir in folders.items():
+            files = shared if version_dir == model_dir else [*shared, version_dir]
+            fingerprint = _fingerprint(files) + repr(config)
             slot = entry.versions.get(version)
             if slot is not None and slot.model is not None and slot.fingerprint == fingerprint:
                 continue  # unchanged and serving
@@ -161,7 +190,7 @@ class ModelRepository:
             elif slot.model is None:
                 slot.state, slot.reason = ModelState.LOADING, ""
             try:
-                loaded = self._load_version(name, model_dir, config, version)
+                loaded = self._load_version(name, model_dir, config, version, version_dir)
             except ModelLoadError as exc:
                 plan.failed[version] = str(exc)
                 log.error("model %s version %s failed to load: %s", name, version, exc)
@@ -173,9 +202,8 @@ class ModelRepository:
         return plan
 
     def _load_version(
-        self, name: str, model_dir: Path, config: ModelConfig, version: str
+        self, name: str, model_dir: Path, config: ModelConfig, version: str, version_dir: Path
     ) -> LoadedModel:
-        version_dir = model_dir / version
         runtime_name = config.runtime or infer_runtime_name(version_dir)
         runtime_cls = self._registry.resolve(runtime_name)
         ctx = LoadContext(name, version, model_dir, version_dir, config)
