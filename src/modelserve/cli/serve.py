@@ -70,7 +70,14 @@ def _check(settings: Settings) -> None:
     from modelserve.observability.tracing import tracing_available
     from modelserve.security.tls import TlsError, grpc_tls_material, server_ssl_context
 
-    if not settings.model_repository.is_dir():
+    if isinstance(settings.model_repository, str):
+        from modelserve.serving.remote import RemoteRepositoryError, check_remote_support
+
+        try:
+            check_remote_support(settings.model_repository)
+        except RemoteRepositoryError as exc:
+            raise CommandError(str(exc)) from None
+    elif not settings.model_repository.is_dir():
         raise CommandError(f"{settings.model_repository} is not a directory")
     if settings.otlp_endpoint and not tracing_available():
         raise CommandError(
@@ -99,12 +106,19 @@ def run(args: argparse.Namespace) -> int:
         from modelserve.server.supervisor import Supervisor
 
         return Supervisor(sys.argv[1:] if args.argv is None else args.argv, settings).run()
+    from modelserve.cli.main import CommandError
+    from modelserve.serving.remote import RemoteRepositoryError
+
     try:
         import uvloop
     except ImportError:
-        asyncio.run(_serve(settings))
+        run_loop: Any = asyncio.run
     else:
-        uvloop.run(_serve(settings))
+        run_loop = uvloop.run
+    try:
+        run_loop(_serve(settings))
+    except RemoteRepositoryError as exc:  # the first sync of a repository on object storage
+        raise CommandError(str(exc)) from None
     return 0
 
 

@@ -21,10 +21,19 @@ from pydantic.fields import FieldInfo
 
 from modelserve.config.model import valid_model_name
 
-__all__ = ["ENV_PREFIX", "OptionSpec", "Settings", "TokenConfig", "option", "option_specs"]
+__all__ = [
+    "ENV_PREFIX",
+    "OptionSpec",
+    "Settings",
+    "TokenConfig",
+    "is_remote_uri",
+    "option",
+    "option_specs",
+]
 
 SCOPE_PATTERN = r"^(read|admin|infer|infer:[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127})$"
 ENV_PREFIX = "MODELSERVE_"
+REMOTE_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 GROUPS = ("server", "models", "limits", "security", "observability")
 
 
@@ -101,6 +110,11 @@ def option_specs() -> list[OptionSpec]:
     return specs
 
 
+def is_remote_uri(value: str) -> bool:
+    """Whether a repository location is a URL (``s3://bucket/prefix``) rather than a folder."""
+    return REMOTE_URI.match(value) is not None
+
+
 class TokenConfig(BaseModel):
     """One API token, as the server keeps it: a name, the SHA-256 of the token (never the token
     itself) and its scopes (docs/security.md). Built by security/auth.py from --auth-file or
@@ -132,8 +146,10 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # ---- server ----
-    model_repository: Path = option(
-        description="Folder of <model>/<version>/ directories to serve.", positional=True
+    model_repository: Path | str = option(
+        description="Folder of <model>/<version>/ directories to serve, or a URL (s3://, gs://, "
+        "az://) of one, synced to a local cache (docs/deploy.md).",
+        positional=True,
     )
     host: str = option("127.0.0.1", "Address to bind; anything but loopback wants --auth-file.")
     http_port: int = option(8000, "HTTP port (0 = any free one).", ge=0, le=65535)
@@ -176,6 +192,12 @@ class Settings(BaseModel):
         None,
         "Serve the repository folder itself as this one model: its version folders, or its "
         "artifact directly in it as version 1 (KServe's /mnt/models layout).",
+        group="models",
+    )
+    repository_cache_dir: Path | None = option(
+        None,
+        "Where a repository on object storage is synced to (default: "
+        "~/.cache/modelserve/repositories/<hash of the URL>).",
         group="models",
     )
     load_threads: int = option(4, "Model versions loaded in parallel.", group="models", ge=1, le=64)
@@ -276,6 +298,13 @@ class Settings(BaseModel):
         group="observability",
         metavar="URL",
     )
+
+    @field_validator("model_repository", mode="before")
+    @classmethod
+    def _repository(cls, value: Any) -> Any:
+        if isinstance(value, str) and not is_remote_uri(value):
+            return Path(value)
+        return value
 
     @field_validator("model_name")
     @classmethod

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from modelserve.config.settings import OptionSpec, Settings, option_specs
+from modelserve.config.settings import OptionSpec, Settings, is_remote_uri, option_specs
 
 __all__ = ["SettingsError", "build_settings", "read_server_file"]
 
@@ -55,7 +55,7 @@ def read_server_file(path: Path) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for key, value in data.items():
         spec = known[key]
-        if spec.field == "model_repository" and isinstance(value, str):
+        if spec.field == "model_repository" and isinstance(value, str) and not is_remote_uri(value):
             value = str((path.parent / value) if not Path(value).is_absolute() else value)
         values[spec.field] = value
     return values

@@ -18,6 +18,7 @@ from modelserve.scheduling.executor import inference_executor
 from modelserve.security.auth import Authenticator, exposure_warning
 from modelserve.security.tls import grpc_tls_material, server_ssl_context
 from modelserve.serving.lifecycle import Lifecycle
+from modelserve.serving.remote import RemoteRepository
 from modelserve.serving.repository import ModelRepository
 from modelserve.transports.grpc.service import GrpcTransport
 from modelserve.transports.http.rest import RestApp
@@ -56,8 +57,13 @@ class Server:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.executor = inference_executor(settings.executor_threads)
+        root = settings.model_repository
+        self.remote: RemoteRepository | None = None
+        if isinstance(root, str):
+            self.remote = RemoteRepository(root, settings.repository_cache_dir, settings.model_name)
+            root = self.remote.local_root
         self.repository = ModelRepository(
-            settings.model_repository,
+            root,
             RuntimeRegistry(),
             self.executor,
             single_model=settings.model_name,
@@ -68,6 +74,7 @@ class Server:
             settings.repository_poll_secs,
             settings.shutdown_timeout_s,
             settings.load_threads,
+            remote=self.remote,
         )
         self.telemetry = ObservabilityService(settings, CollectorRegistry())
         self.router = Router(self.repository)

@@ -18,8 +18,9 @@ from collections.abc import Awaitable, Callable
 from typing import Literal
 
 from modelserve.config.model import ModelConfig
-from modelserve.errors import InvalidArgument, NotFound
+from modelserve.errors import InvalidArgument, NotFound, Unavailable
 from modelserve.serving.model import LoadedModel
+from modelserve.serving.remote import RemoteRepository, RemoteRepositoryError
 from modelserve.serving.repository import LoadPlan, ModelRepository
 
 log = logging.getLogger("modelserve.serving.lifecycle")
@@ -35,8 +36,12 @@ class Lifecycle:
         poll_secs: float = 5.0,
         drain_timeout_s: float = 30.0,
         parallel_loads: int = 4,
+        remote: RemoteRepository | None = None,
     ) -> None:
+        """``remote``: the object store the repository folder is a copy of (serving/remote.py);
+        synced before the first load, before each poll and before a load request."""
         self.repository = repository
+        self.remote = remote
         self.mode = mode
         self._poll_secs = poll_secs
         self._drain_timeout_s = drain_timeout_s
@@ -53,6 +58,13 @@ class Lifecycle:
 
     async def start(self, names: list[str] | None = None) -> None:
         """Load the given models (all in the repository when None), then poll if asked to."""
+        if self.remote is not None:
+            try:
+                await asyncio.to_thread(self.remote.sync)
+            except RemoteRepositoryError as exc:
+                if not self.remote.has_copy():
+                    raise
+                log.warning("%s; serving the copy in %s", exc, self.remote.cache_dir)
         present = await asyncio.to_thread(self.repository.discover)
         if names is None:
             names = present
@@ -109,6 +121,14 @@ class Lifecycle:
 
     async def load_on_request(self, name: str, override: ModelConfig | None) -> None:
         """The repository API's load: like ``load``, but failures are the caller's error."""
+        self.repository.model_dir(name)  # a valid name before it reaches the store
+        if self.remote is not None:
+            try:
+                report = await asyncio.to_thread(self.remote.sync, [name])
+            except RemoteRepositoryError as exc:
+                raise Unavailable(f"cannot load '{name}': {exc}") from None
+            if name in report.failed:
+                raise InvalidArgument(f"failed to load '{name}': {report.failed[name]}")
         if not (await asyncio.to_thread(self.repository.model_dir(name).is_dir)):
             raise NotFound(f"no model folder '{name}' in the repository")
         plan = await self.load(name, override)
@@ -173,6 +193,11 @@ class Lifecycle:
     async def _poll_forever(self) -> None:
         while True:
             await asyncio.sleep(self._poll_secs)
+            if self.remote is not None:
+                try:
+                    await asyncio.to_thread(self.remote.sync, None, True)
+                except Exception as exc:
+                    log.error("repository sync failed, serving the cached copy: %s", exc)
             try:
                 await self.poll_once()
             except Exception:
