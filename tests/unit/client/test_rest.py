@@ -1,0 +1,249 @@
+"""The REST requests the client builds, read by a real HTTP server started here (the standard
+library's), which records each request and answers what the test scripts: the endpoints of the
+monitoring and experiment issues, the binary extension, errors and retries."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+
+from modelserve.client import (
+    AsyncClient,
+    Client,
+    InvalidInputError,
+    NotFoundError,
+    UnavailableError,
+    UnsupportedError,
+)
+from modelserve.codecs.v2_json import encode_infer_response
+from modelserve.types import InferenceResponse, Tensor
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+
+@dataclass
+class Recorder:
+    """Answers each request with the next scripted answer for its path (the last one repeats)."""
+
+    answers: dict[str, list[tuple[int, dict[str, str], bytes]]] = field(default_factory=dict)
+    seen: list[Seen] = field(default_factory=list)
+    url: str = ""
+
+    def answer(self, path: str, status: int, doc: Any = None, **headers: str) -> None:
+        body = doc if isinstance(doc, bytes) else orjson.dumps(doc if doc is not None else {})
+        self.answers.setdefault(path, []).append((status, headers, body))
+
+    def take(self, path: str) -> tuple[int, dict[str, str], bytes]:
+        queue = self.answers.get(path) or [
+            (404, {}, b'{"error": "no route for ' + path.encode() + b'"}')
+        ]
+        return queue.pop(0) if len(queue) > 1 else queue[0]
+
+
+@pytest.fixture
+def recorder() -> Iterator[Recorder]:
+    rec = Recorder()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _any(self) -> None:
+            length = int(self.headers.get("content-length") or 0)
+            body = self.rfile.read(length) if length else b""
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            rec.seen.append(Seen(self.command, self.path, headers, body))
+            status, extra, answer = rec.take(self.path)
+            self.send_response(status)
+            self.send_header("content-length", str(len(answer)))
+            self.send_header("x-request-id", headers.get("x-request-id", ""))
+            for key, value in extra.items():
+                self.send_header(key.replace("_", "-"), value)
+            if "content-type" not in extra:
+                self.send_header("content-type", "application/json")
+            self.end_headers()
+            self.wfile.write(answer)
+
+        do_GET = do_POST = do_PUT = do_DELETE = _any
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    rec.url = f"127.0.0.1:{server.server_address[1]}"
+    yield rec
+    server.shutdown()
+    server.server_close()
+
+
+IRIS_META = {
+    "name": "iris",
+    "versions": ["1"],
+    "platform": "onnxruntime_onnx",
+    "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, 4]}],
+    "outputs": [{"name": "label", "datatype": "INT64", "shape": [-1]}],
+}
+
+
+def _binary_answer(labels: list[int]) -> tuple[bytes, dict[str, str]]:
+    data = np.array(labels, dtype=np.int64)
+    response = InferenceResponse("iris", "1", (Tensor("label", "INT64", data.shape, data),))
+    body, length = encode_infer_response(response, {"binary_data_output": True})
+    assert length is not None
+    return body, {"inference_header_content_length": str(length)}
+
+
+def test_labels_request_and_answer(recorder: Recorder) -> None:
+    recorder.answer("/v2/models/iris/labels", 200, {"accepted": 2, "unknown": 1})
+    with Client(recorder.url, token="secret-token-0123456789") as client:
+        answer = client.send_labels("iris", ["a", "b", "c"], np.array([0, 2, 1]))
+    assert answer == {"accepted": 2, "unknown": 1}
+    (seen,) = recorder.seen
+    assert (seen.method, seen.path) == ("POST", "/v2/models/iris/labels")
+    assert seen.json() == {
+        "labels": [{"id": "a", "label": 0}, {"id": "b", "label": 2}, {"id": "c", "label": 1}]
+    }
+    assert seen.headers["authorization"] == "Bearer secret-token-0123456789"
+    assert len(seen.headers["x-request-id"]) == 32
+    with Client(recorder.url) as client, pytest.raises(InvalidInputError, match="2 ids but 1"):
+        client.send_labels("iris", ["a", "b"], [1])
+
+
+def test_monitoring_and_experiment_requests(recorder: Recorder) -> None:
+    recorder.answer("/v2/models/iris/monitoring", 200, {"model": "iris", "versions": {}})
+    recorder.answer("/v2/models/iris/experiment", 200, {"state": "running"})
+    spec = {"candidates": [{"version": "1", "weight": 90}, {"version": "2", "weight": 10}]}
+    with Client(recorder.url) as client:
+        assert client.monitoring("iris") == {"model": "iris", "versions": {}}
+        client.experiment("iris", spec)
+        client.experiment("iris")
+        client.experiment("iris", action="promote")
+        client.experiment("iris", action="rollback")
+        client.experiment("iris", action="stop")
+        with pytest.raises(InvalidInputError, match="not both"):
+            client.experiment("iris", spec, action="stop")
+    calls = [(s.method, s.path, s.body and s.json()) for s in recorder.seen]
+    path = "/v2/models/iris/experiment"
+    assert calls == [
+        ("GET", "/v2/models/iris/monitoring", b""),
+        ("PUT", path, spec),
+        ("GET", path, b""),
+        ("PUT", path, {"action": "promote"}),
+        ("PUT", path, {"action": "rollback"}),
+        ("DELETE", path, b""),
+    ]
+
+
+def test_missing_extension_endpoints_are_unsupported_but_unknown_models_are_not(
+    recorder: Recorder,
+) -> None:
+    recorder.answer("/v2/models/triton/monitoring", 404, b"Not Found", content_type="text/plain")
+    recorder.answer("/v2/models/gone/monitoring", 404, {"error": "unknown model 'gone'"})
+    with Client(recorder.url) as client:
+        with pytest.raises(UnsupportedError, match="does not have modelserve's labels endpoint"):
+            client.send_labels("iris", ["a"], [1])  # "no route for ..."
+        with pytest.raises(UnsupportedError, match="monitoring endpoint"):
+            client.monitoring("triton")
+        with pytest.raises(NotFoundError, match="unknown model 'gone'"):
+            client.monitoring("gone")
+
+
+def test_binary_infer_request_and_answer(recorder: Recorder) -> None:
+    recorder.answer("/v2/models/iris", 200, IRIS_META)
+    body, headers = _binary_answer([1, 2])
+    recorder.answer("/v2/models/iris/infer", 200, body, **headers)
+    with Client(recorder.url) as client:
+        out = client.predict("iris", np.ones((2, 4)), id="my-id")
+    assert out.tolist() == [1, 2] and out.model_version == "1" and out.id == "my-id"
+    meta, infer = recorder.seen
+    assert meta.path == "/v2/models/iris"
+    length = int(infer.headers["inference-header-content-length"])
+    header = orjson.loads(infer.body[:length])
+    assert header == {
+        "inputs": [
+            {"name": "input", "datatype": "FP32", "shape": [2, 4],
+             "parameters": {"binary_data_size": 32}},
+        ],
+        "id": "my-id",
+        "parameters": {"binary_data_output": True},
+    }  # fmt: skip
+    assert np.frombuffer(infer.body[length:], "<f4").tolist() == [1.0] * 8
+    assert infer.headers["x-request-id"] == "my-id"
+
+
+def test_json_infer_request_and_version(recorder: Recorder) -> None:
+    recorder.answer("/v2/models/iris/versions/2", 200, IRIS_META)
+    answer = {
+        "model_name": "iris",
+        "model_version": "2",
+        "outputs": [{"name": "label", "datatype": "INT64", "shape": [1], "data": [2]}],
+    }
+    recorder.answer("/v2/models/iris/versions/2/infer", 200, answer)
+    with Client(recorder.url, binary=False) as client:
+        out = client.predict("iris", [[1, 2, 3, 4]], version=2, outputs=["label"])
+    assert out == [{"label": 2}] and out.model_version == "2"
+    body = recorder.seen[-1].json()
+    assert body == {
+        "inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}],
+        "outputs": [{"name": "label"}],
+    }
+    assert recorder.seen[-1].headers["content-type"] == "application/json"
+
+
+def test_load_sends_the_config_as_a_json_string(recorder: Recorder) -> None:
+    recorder.answer("/v2/repository/models/iris/load", 200, {})
+    with Client(recorder.url) as client:
+        client.load("iris", {"max_batch_size": 8})
+    assert recorder.seen[0].json() == {"parameters": {"config": '{"max_batch_size":8}'}}
+
+
+def test_503_is_retried_after_retry_after_with_the_same_request_id(recorder: Recorder) -> None:
+    recorder.answer("/v2/models/iris", 503, {"error": "busy"}, retry_after="0.3")
+    recorder.answer("/v2/models/iris", 200, IRIS_META)
+    with Client(recorder.url, retries=2) as client:
+        started = time.monotonic()
+        assert client.metadata("iris").name == "iris"
+        assert time.monotonic() - started >= 0.3
+    first, second = recorder.seen
+    assert first.headers["x-request-id"] == second.headers["x-request-id"]
+
+
+def test_503_without_retries_and_400_never_retried(recorder: Recorder) -> None:
+    recorder.answer("/v2/models/iris", 503, {"error": "busy"}, retry_after="1")
+    recorder.answer("/v2/models/bad", 400, {"error": "bad request"})
+    with Client(recorder.url, retries=0) as client, pytest.raises(UnavailableError) as caught:
+        client.metadata("iris")
+    assert caught.value.retry_after == 1.0 and caught.value.status == 503
+    with Client(recorder.url, retries=3) as client, pytest.raises(InvalidInputError):
+        client.metadata("bad")
+    assert [s.path for s in recorder.seen] == ["/v2/models/iris", "/v2/models/bad"]
+
+
+async def test_async_client_builds_the_same_requests(recorder: Recorder) -> None:
+    recorder.answer("/v2/models/iris/labels", 200, {"accepted": 1, "unknown": 0})
+    recorder.answer("/v2/models/iris", 200, IRIS_META)
+    body, headers = _binary_answer([0])
+    recorder.answer("/v2/models/iris/infer", 200, body, **headers)
+    async with AsyncClient(recorder.url) as client:
+        out = await client.predict("iris", np.ones(4))
+        assert await client.send_labels("iris", [out.id], [0]) == {"accepted": 1, "unknown": 0}
+    assert int(out) == 0
+    assert recorder.seen[-1].json() == {"labels": [{"id": out.id, "label": 0}]}
