@@ -81,3 +81,14 @@ def test_public_api_is_all() -> None:
     assert sorted(modelserve.__all__) == sorted(
         name for name in dir(modelserve) if not name.startswith("_") and name[0].isupper()
     )
+
+
+def test_the_installed_console_script_runs() -> None:
+    """The ``modelserve`` command pip installs (``[project.scripts]``), not ``python -m``."""
+    import subprocess
+    import sys
+
+    script = Path(sys.executable).with_name("modelserve")
+    result = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "serve" in result.stdout
