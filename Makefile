@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed-dev
 RUN_STAMP := $(VENV)/.installed-run
 MODELS := examples/models
 
-.PHONY: run test check bench examples format clean system-packages
+.PHONY: run test check bench examples format clean system-packages image image-base test-image
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,26 @@ check: $(STAMP)
 format: $(STAMP)
 	$(VENV)/bin/ruff format src tests examples benchmarks
 	$(VENV)/bin/ruff check --fix src tests examples benchmarks
+
+# ---- the container image (docs/deploy.md) ----
+IMAGE ?= modelserve:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+BASE_IMAGE ?= python:3.11-slim
+EXTRAS ?= onnx,sklearn,s3
+CA_BUNDLE ?= $(PIP_CERT)
+COMMA := ,
+ENGINE ?= $(if $(shell command -v podman),podman$(if $(shell command -v runc), --runtime runc),docker)
+
+image:
+	$(ENGINE) build $(if $(findstring podman,$(ENGINE)),--format docker) -f deploy/Dockerfile \
+		--build-arg BASE_IMAGE=$(BASE_IMAGE) --build-arg EXTRAS=$(EXTRAS) \
+		$(if $(CA_BUNDLE),--secret id=ca-bundle$(COMMA)src=$(CA_BUNDLE)) -t $(IMAGE) .
+
+image-base:
+	deploy/image/build-base.sh
+
+test-image: $(STAMP)
+	tests/system/install.sh tests/system/image-packages.txt
+	$(PY) -m pytest -q -s -m image tests/e2e/test_image.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Install the Debian packages of tests/system/packages.txt whose command is missing (run by
-# `make test`). `apt-get update` runs once, and only when something is missing.
+# Install the Debian packages of tests/system/packages.txt (or of the list given) whose command
+# is missing (run by `make test`; `make test-image` gives image-packages.txt). `apt-get update`
+# runs once, and only when something is missing.
 set -euo pipefail
-list="$(dirname "$0")/packages.txt"
+list="${1:-$(dirname "$0")/packages.txt}"
 missing=()
 while read -r command package; do
     [[ -z "${command}" || "${command}" == \#* ]] && continue
