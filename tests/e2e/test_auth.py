@@ -20,8 +20,8 @@ from tritonclient.utils import InferenceServerException
 
 from modelserve.config.settings import TokenConfig
 from modelserve.errors import STATUS_TABLE, ErrorCode
+from modelserve.protocol import grpc_service_pb2 as pb
 from modelserve.security.auth import hash_token
-from modelserve.transports.grpc._generated import grpc_service_pb2 as pb
 from tests.conftest import RunningServer, Servers
 
 TOKENS = {

@@ -9,7 +9,7 @@ import grpc
 import httpx
 import pytest
 
-from modelserve.transports.grpc._generated import grpc_service_pb2 as pb
+from modelserve.protocol import grpc_service_pb2 as pb
 from tests.conftest import RunningServer, Servers
 from tests.harness import write_python_model
 
@@ -126,7 +126,7 @@ async def test_full_queue_refuses_before_decoding_the_body(slow_server: RunningS
 
 async def test_grpc_full_queue_refuses_before_decoding(slow_server: RunningServer) -> None:
     """gRPC too: with the queue full, even an input that would not decode is refused with
-    RESOURCE_EXHAUSTED, not looked at."""
+    RESOURCE_EXHAUSTED and retry-after metadata, not looked at."""
     undecodable = pb.ModelInferRequest(
         model_name="bounded",
         inputs=[pb.ModelInferRequest.InferInputTensor(name="x", datatype="FP32", shape=[1, 2])],
@@ -147,4 +147,7 @@ async def test_grpc_full_queue_refuses_before_decoding(slow_server: RunningServe
             with pytest.raises(grpc.aio.AioRpcError) as refused:
                 await call(undecodable, timeout=10)
         assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        trailing = dict(refused.value.trailing_metadata() or ())
+        assert trailing["retry-after"] == "1", "REST's Retry-After, as trailing metadata"
+        assert len(trailing["x-request-id"]) == 32
         assert [r.status_code for r in await asyncio.gather(busy, *queued)] == [200, 200, 200]

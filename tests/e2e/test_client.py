@@ -28,7 +28,7 @@ from modelserve.client import (
 from modelserve.errors import ErrorCode
 from tests.conftest import ALL_DATATYPES, RunningServer, Servers
 
-PROTOCOLS = ("http",)
+PROTOCOLS = ("http", "grpc")
 X = np.array([[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3], [7.7, 3.0, 6.1, 2.3]])
 
 

@@ -16,7 +16,7 @@ from modelserve.client import Client, InvalidInputError, UnavailableError
 from tests.conftest import RunningServer, Servers
 from tests.harness import write_python_model
 
-PROTOCOLS = ("http",)
+PROTOCOLS = ("http", "grpc")
 
 SLOW = """
 import time

@@ -15,7 +15,7 @@ from modelserve.security.auth import hash_token
 from tests.conftest import RunningServer, Servers
 from tests.tls_certs import Pki, make_pki
 
-PROTOCOLS = ("http",)
+PROTOCOLS = ("http", "grpc")
 X = np.array([[5.1, 3.5, 1.4, 0.2]])
 IRIS_TOKEN = "iris-only-token-0123456789abcdef"
 READER_TOKEN = "reader-token-0123456789abcdef"
@@ -78,7 +78,7 @@ def test_no_token_or_a_wrong_one_is_unauthenticated(
 def test_tls_failures_are_clear(secured: RunningServer, pki: Pki, protocol: str) -> None:
     url = url_of(secured, protocol)
     untrusting = Client(url, token=IRIS_TOKEN, tls=Tls(ca_file=pki.other_client_cert))
-    with untrusting, pytest.raises(TlsError, match=r"(?i)certificate verify failed"):
+    with untrusting, pytest.raises(TlsError, match=r"(?i)certificate.verify.failed"):
         untrusting.predict("iris_onnx", X)
     anonymous = Client(url, token=IRIS_TOKEN, tls=Tls(ca_file=pki.ca), retries=1)
     with anonymous, pytest.raises(ConnectionFailedError):  # no client certificate: refused

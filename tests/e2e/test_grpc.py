@@ -26,7 +26,7 @@ from tritonclient.grpc import model_config_pb2 as triton_model_config
 from tritonclient.utils import InferenceServerException
 
 from modelserve.observability import Observability
-from modelserve.transports.grpc._generated import grpc_service_pb2 as pb
+from modelserve.protocol import grpc_service_pb2 as pb
 from modelserve.transports.grpc.service import GrpcTransport
 from tests.conftest import ECHO_MODEL, RunningServer, Servers, add_echo_models
 from tests.harness import write_python_model

@@ -27,7 +27,7 @@ from tritonclient.utils import InferenceServerException
 
 from modelserve.observability.access import ACCESS_LOGGER
 from modelserve.observability.logs import JsonFormatter, RequestIdFilter
-from modelserve.transports.grpc._generated import grpc_service_pb2 as pb
+from modelserve.protocol import grpc_service_pb2 as pb
 from tests.conftest import RunningServer, Servers
 from tests.harness import write_python_model
 

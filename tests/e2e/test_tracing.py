@@ -21,7 +21,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from modelserve.transports.grpc._generated import grpc_service_pb2 as pb
+from modelserve.protocol import grpc_service_pb2 as pb
 from tests.conftest import Servers
 from tests.harness import run_python
 

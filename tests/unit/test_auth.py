@@ -11,6 +11,7 @@ import yaml
 
 from modelserve.config.settings import TokenConfig
 from modelserve.errors import PermissionDenied, Unauthenticated
+from modelserve.protocol import grpc_service_pb2 as pb
 from modelserve.security.auth import (
     Action,
     Authenticator,
@@ -22,7 +23,6 @@ from modelserve.security.auth import (
     tokens_from_env,
 )
 from modelserve.transports.access import GRPC_ACTIONS, grpc_action, grpc_message_model, rest_action
-from modelserve.transports.grpc._generated import grpc_service_pb2 as pb
 from modelserve.transports.http.openapi import openapi_document
 
 TOKEN = "a-long-enough-token-0123456789"

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from modelserve.codecs.tensors import MAX_DIMS, check_shape
 from modelserve.codecs.v2_json import decode_infer_request
 from modelserve.errors import InvalidArgument
-from modelserve.transports.grpc._generated import grpc_service_pb2 as pb
+from modelserve.protocol import grpc_service_pb2 as pb
 from modelserve.transports.grpc.codec import decode_infer_request as decode_grpc
 
 DATATYPES = ["BOOL", "UINT8", "INT32", "INT64", "UINT64", "FP16", "FP32", "FP64", "BYTES", "X"]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from modelserve.errors import InvalidArgument
-from modelserve.transports.grpc._generated import grpc_service_pb2 as pb
+from modelserve.protocol import grpc_service_pb2 as pb
 from modelserve.transports.grpc.codec import (
     decode_infer_request,
     decode_parameters,

@@ -22,7 +22,9 @@ def open_sync(
 ) -> tuple[Api, SyncTransport]:
     """The Api and a blocking transport for ``endpoint`` (imports httpx or grpc only now)."""
     if endpoint.protocol == "grpc":
-        raise ValueError("this client speaks REST only (gRPC comes next)")
+        from modelserve.client.grpc import GrpcApi, GrpcOptions, GrpcTransport
+
+        return GrpcApi(), GrpcTransport(GrpcOptions(endpoint, token, timeout))
     from modelserve.client.rest import HttpOptions, HttpTransport, RestApi
 
     return RestApi(binary), HttpTransport(HttpOptions(endpoint, token, timeout))
@@ -32,7 +34,9 @@ def open_async(
     endpoint: Endpoint, token: str | None, timeout: float, binary: bool
 ) -> tuple[Api, AsyncTransport]:
     if endpoint.protocol == "grpc":
-        raise ValueError("this client speaks REST only (gRPC comes next)")
+        from modelserve.client.grpc import AsyncGrpcTransport, GrpcApi, GrpcOptions
+
+        return GrpcApi(), AsyncGrpcTransport(GrpcOptions(endpoint, token, timeout))
     from modelserve.client.rest import AsyncHttpTransport, HttpOptions, RestApi
 
     return RestApi(binary), AsyncHttpTransport(HttpOptions(endpoint, token, timeout))

@@ -41,6 +41,12 @@ def test_a_rest_client_loads_httpx_only() -> None:
     assert _loaded(code, names) == ["httpx"]
 
 
+def test_a_grpc_client_loads_grpc_only() -> None:
+    code = "from modelserve.client import Client\nClient('grpc://127.0.0.1:1').close()"
+    names = ("httpx", "grpc", "pandas", *SERVER_SIDE)
+    assert _loaded(code, names) == ["grpc"]
+
+
 def test_public_api_is_all() -> None:
     for name in modelserve.client.__all__:
         assert getattr(modelserve.client, name).__name__ == name

@@ -26,8 +26,8 @@ from modelserve.codecs.tensors import (
 )
 from modelserve.errors import InvalidArgument
 from modelserve.observability import Duration, ModelStatistics
-from modelserve.transports.grpc._generated import grpc_service_pb2 as pb
-from modelserve.transports.grpc._generated import model_config_pb2 as mc
+from modelserve.protocol import grpc_service_pb2 as pb
+from modelserve.protocol import model_config_pb2 as mc
 from modelserve.transports.statistics import BATCH_DURATIONS, DURATIONS
 from modelserve.types import (
     EMPTY_PARAMS,

@@ -24,16 +24,17 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 from modelserve.codecs.tensors import DEFAULT_MAX_ELEMENTS
 from modelserve.dataplane import DataPlane
 from modelserve.errors import (
+    ErrorCode,
     InvalidArgument,
     NotFound,
     ServerError,
     grpc_status_name,
 )
 from modelserve.observability import Observability, current_request_id
+from modelserve.protocol import grpc_service_pb2 as pb
+from modelserve.protocol import model_config_pb2 as mc
 from modelserve.security.auth import Authenticator
 from modelserve.security.tls import TlsMaterial
-from modelserve.transports.grpc._generated import grpc_service_pb2 as pb
-from modelserve.transports.grpc._generated import model_config_pb2 as mc
 from modelserve.transports.grpc.auth import AuthInterceptor
 from modelserve.transports.grpc.codec import (
     decode_infer_request,
@@ -44,13 +45,14 @@ from modelserve.transports.grpc.codec import (
     server_metadata_response,
     statistics_response,
 )
-from modelserve.transports.grpc.observe import observe_unary
+from modelserve.transports.grpc.observe import REQUEST_ID_KEY, observe_unary
 
 log = logging.getLogger("modelserve.grpc")
 
 SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
 SERVICE_NAME: str = SERVICE.full_name
 STREAM_TARGET = f"/{SERVICE_NAME}/ModelStreamInfer"
+RETRY_AFTER_KEY = "retry-after"
 STREAM_WINDOW = 64
 """Requests of one stream in flight at once; past it the stream is not read (flow control)."""
 
@@ -70,6 +72,15 @@ def describe_error(exc: Exception, where: str) -> tuple[grpc.StatusCode, str]:
     return grpc.StatusCode.INTERNAL, f"internal server error (request id {request_id})"
 
 
+def _retry_after(exc: Exception) -> tuple[tuple[str, str], ...]:
+    """A full queue tells the client when to try again, as REST's ``Retry-After: 1`` does:
+    trailing metadata ``retry-after`` (seconds), beside the request id. It tells a full queue
+    apart from a message over the size limit, which is RESOURCE_EXHAUSTED too."""
+    if isinstance(exc, ServerError) and exc.code is ErrorCode.RESOURCE_EXHAUSTED:
+        return ((REQUEST_ID_KEY, current_request_id()), (RETRY_AFTER_KEY, "1"))
+    return ()
+
+
 def _guard_unary(name: str, method: Unary) -> Unary:
     async def call(request: Any, context: Any) -> Any:
         try:
@@ -78,7 +89,7 @@ def _guard_unary(name: str, method: Unary) -> Unary:
             raise
         except Exception as exc:
             code, message = describe_error(exc, name)
-            await context.abort(code, message)
+            await context.abort(code, message, _retry_after(exc))
 
     return call
 
@@ -289,7 +300,7 @@ class HealthServicer(health.aio.HealthServicer):  # type: ignore[misc]
 
 def _reflection_pool() -> DescriptorPool:
     """The files reflection describes: our service (which lives in its own pool, see
-    _generated/__init__.py), health and reflection itself."""
+    modelserve/protocol/__init__.py), health and reflection itself."""
     pool = DescriptorPool()
     for file in (mc.DESCRIPTOR, pb.DESCRIPTOR, health_pb2.DESCRIPTOR, reflection_pb2.DESCRIPTOR):
         pool.AddSerializedFile(file.serialized_pb)
