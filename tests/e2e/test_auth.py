@@ -305,3 +305,13 @@ def test_tokens_never_reach_the_logs(
     for secret in SECRETS:
         assert secret not in text
         assert hash_token(secret) not in text
+
+
+def test_grpc_health_watch_works_with_authentication_on(auth_server: RunningServer) -> None:
+    """Watch answers through context.write (a coroutine, not an async generator): the auth
+    interceptor must wrap it as such."""
+    with grpc.insecure_channel(auth_server.grpc_url) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        watch = stub.Watch(health_pb2.HealthCheckRequest(service=""), timeout=10)
+        assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+        watch.cancel()

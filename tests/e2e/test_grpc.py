@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 import queue
 import threading
 from collections.abc import Iterator
@@ -665,3 +666,73 @@ def test_reflection_lists_and_describes_the_services(channel: grpc.Channel) -> N
     assert request.fields_by_name["raw_input_contents"].number == 7
     config = pool.FindMessageTypeByName("inference.ModelConfig")
     assert config.fields_by_name["backend"].number == 17
+
+
+GARBAGE = b"\xff\xff\xff\xff\x0f not a protobuf message"
+
+
+def _identity(data: bytes) -> bytes:
+    return data
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        "/inference.GRPCInferenceService/ModelInfer",
+        "/inference.GRPCInferenceService/ServerLive",
+        "/inference.GRPCInferenceService/RepositoryModelLoad",
+        "/grpc.health.v1.Health/Check",
+    ],
+)
+def test_undecodable_request_is_invalid_argument_and_not_logged_as_error(
+    server: RunningServer, method: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with grpc.insecure_channel(server.grpc_url) as raw:
+        call = raw.unary_unary(
+            method, request_serializer=_identity, response_deserializer=_identity
+        )
+        with caplog.at_level("INFO"), pytest.raises(grpc.RpcError) as info:
+            call(GARBAGE, timeout=10)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value.details()
+        assert "not a valid" in info.value.details()
+        assert raw.unary_unary(
+            "/inference.GRPCInferenceService/ServerLive",
+            request_serializer=pb.ServerLiveRequest.SerializeToString,
+            response_deserializer=pb.ServerLiveResponse.FromString,
+        )(pb.ServerLiveRequest(), timeout=10).live
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+
+
+def test_undecodable_stream_messages_are_answered_in_band(
+    server: RunningServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = pb.ModelInferRequest(
+        model_name="echo_fp32",
+        id="good",
+        inputs=[pb.ModelInferRequest.InferInputTensor(name="IN", datatype="FP32", shape=[1, 1])],
+        raw_input_contents=[np.float32(1).tobytes()],
+    ).SerializeToString()
+    with grpc.insecure_channel(server.grpc_url) as raw:
+        stream = raw.stream_stream(
+            "/inference.GRPCInferenceService/ModelStreamInfer",
+            request_serializer=_identity,
+            response_deserializer=pb.ModelStreamInferResponse.FromString,
+        )
+        with caplog.at_level("INFO"):
+            answers = list(stream(iter([good, GARBAGE, good]), timeout=10))
+    assert [a.error_message for a in answers][0::2] == ["", ""]
+    assert "not a valid inference.ModelInferRequest" in answers[1].error_message
+    assert [a.infer_response.id for a in answers][0::2] == ["good", "good"]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+
+
+def test_undecodable_reflection_request_is_invalid_argument(server: RunningServer) -> None:
+    with grpc.insecure_channel(server.grpc_url) as raw:
+        stream = raw.stream_stream(
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+            request_serializer=_identity,
+            response_deserializer=_identity,
+        )
+        with pytest.raises(grpc.RpcError) as info:
+            list(stream(iter([GARBAGE]), timeout=10))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -79,6 +79,17 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return behavior
 
     def _unary_stream(self, inner: Any, action: Action, authorization: str | None) -> Any:
+        if inspect.iscoroutinefunction(inner):  # answers with context.write (health Watch)
+
+            async def writer(request: Any, context: Any) -> None:
+                try:
+                    self._decide(authorization, action, request)
+                except ServerError as exc:
+                    await _abort(context, exc)
+                await inner(request, context)
+
+            return writer
+
         async def behavior(request: Any, context: Any) -> AsyncIterator[Any]:
             try:
                 self._decide(authorization, action, request)

@@ -2,7 +2,8 @@
 reflection services.
 
 The servicer only translates (codec.py) and calls the DataPlane. Every RPC goes through one
-guard: a ServerError becomes the gRPC status of the one ErrorCode table (errors.py); anything else
+guard: request bytes that are not a valid message become INVALID_ARGUMENT (decoding.py), a
+ServerError becomes the gRPC status of the one ErrorCode table (errors.py); anything else
 becomes INTERNAL with a request id, logged. The stream RPC answers each request in-band instead,
 so that one bad request does not end the stream.
 """
@@ -19,7 +20,7 @@ from google.protobuf.descriptor_pool import DescriptorPool
 from google.protobuf.message_factory import GetMessageClass
 from grpc.aio import ServicerContext as Context
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection, reflection_pb2
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
 from modelserve.codecs.tensors import DEFAULT_MAX_ELEMENTS
 from modelserve.dataplane import DataPlane
@@ -45,6 +46,7 @@ from modelserve.transports.grpc.codec import (
     server_metadata_response,
     statistics_response,
 )
+from modelserve.transports.grpc.decoding import HandlerSink, Undecodable, tolerant
 from modelserve.transports.grpc.observe import REQUEST_ID_KEY, observe_unary
 
 log = logging.getLogger("modelserve.grpc")
@@ -84,6 +86,8 @@ def _retry_after(exc: Exception) -> tuple[tuple[str, str], ...]:
 def _guard_unary(name: str, method: Unary) -> Unary:
     async def call(request: Any, context: Any) -> Any:
         try:
+            if isinstance(request, Undecodable):
+                raise request.error()
             return await method(request, context)
         except grpc.aio.AbortError:
             raise
@@ -130,7 +134,9 @@ def service_handler(
             handler = observe_unary(name, handler, observability)
         handlers[method.name] = factory(
             handler,
-            request_deserializer=GetMessageClass(method.input_type).FromString,
+            request_deserializer=tolerant(
+                GetMessageClass(method.input_type).FromString, method.input_type.full_name
+            ),
             response_serializer=GetMessageClass(method.output_type).SerializeToString,
         )
     return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
@@ -199,7 +205,7 @@ class InferenceServicer:
             raise
 
     async def ModelStreamInfer(
-        self, requests: AsyncIterator[pb.ModelInferRequest], context: Context
+        self, requests: AsyncIterator[pb.ModelInferRequest | Undecodable], context: Context
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
         """Run up to STREAM_WINDOW requests at once; answer each, in order, with a response or
         an error message."""
@@ -231,12 +237,21 @@ class InferenceServicer:
                 if left is not None:
                     left.cancel()
 
-    async def _stream_answer(self, request: pb.ModelInferRequest) -> pb.ModelStreamInferResponse:
-        """One request of a stream, observed on its own (its id: the V2 ``id`` or a new one)."""
+    async def _stream_answer(
+        self, request: pb.ModelInferRequest | Undecodable
+    ) -> pb.ModelStreamInferResponse:
+        """One request of a stream, observed on its own (its id: the V2 ``id`` or a new one).
+        An undecodable message is answered in-band like any other bad request."""
+        if isinstance(request, Undecodable):
+            request, undecodable = pb.ModelInferRequest(), request.error()
+        else:
+            undecodable = None
         observability = self._observability
         ctx = observability.begin("grpc", "ModelStreamInfer", STREAM_TARGET, request.id or None)
         status = "OK"
         try:
+            if undecodable is not None:
+                raise undecodable
             response = await self._dp.infer(self._decode(request))
             return pb.ModelStreamInferResponse(infer_response=encode_infer_response(response))
         except Exception as exc:
@@ -357,12 +372,16 @@ class GrpcTransport:
         )
         servicer = InferenceServicer(self._dp, self._observability, self._max_tensor_elements)
         server.add_generic_rpc_handlers((service_handler(servicer, self._observability),))
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME),
-            server,
-            pool=_reflection_pool(),
+        others = HandlerSink()  # health and reflection, registered with their decoding guarded
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, others)
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+            reflection.aio.ReflectionServicer(
+                (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME),
+                pool=_reflection_pool(),
+            ),
+            others,
         )
+        others.register(server)
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:
             bound = (
