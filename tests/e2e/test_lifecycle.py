@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from modelserve.config.settings import Settings
+from modelserve.server.compose import Server
 from tests.conftest import RunningServer, Servers
 from tests.harness import write_python_model
 
@@ -139,7 +142,10 @@ async def test_corrupt_new_version_leaves_the_old_one_serving(
     (repo / "swap" / "2" / "broken").write_text("x")
     async with httpx.AsyncClient(base_url=f"http://{server.url}", timeout=30) as client:
         reply = await client.post("/v2/repository/models/swap/load")
-        assert reply.status_code == 200, "version 1 still serves, so the load is not a failure"
+        assert reply.status_code == 400, "the caller must learn that version 2 failed"
+        error = reply.json()["error"]
+        assert "version 2" in error and "broken" in error and "still serving version 1" in error
+        assert str(repo) not in error
         assert version_of(await client.post("/v2/models/swap/infer", json=body())) == 1
     rows = index(server.url)
     assert rows[("swap", "2")]["state"] == "UNAVAILABLE"
@@ -274,3 +280,68 @@ def test_grpc_repository_load_and_unload(explicit: tuple[RunningServer, Path]) -
         assert "NOT_FOUND" in str(info.value.status())
     finally:
         client.close()
+
+
+def test_grpc_reload_whose_new_files_fail_is_invalid_argument(
+    explicit: tuple[RunningServer, Path],
+) -> None:
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    server, repo = explicit
+    (repo / "swap" / "1" / "broken").write_text("x")  # version 1's files change, and fail
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    try:
+        with pytest.raises(InferenceServerException) as info:
+            client.load_model("swap")
+        assert "INVALID_ARGUMENT" in str(info.value.status())
+        assert "still serving version 1" in info.value.message()
+        assert str(repo) not in info.value.message()
+        assert client.is_model_ready("swap")
+    finally:
+        client.close()
+
+
+PASS_THROUGH = """
+class Model:
+    inputs = [{"name": "x", "datatype": "FP32", "shape": [-1]}]
+    outputs = [{"name": "y", "datatype": "FP32", "shape": [-1]}]
+
+    def predict(self, inputs):
+        return {"y": inputs["x"]}
+"""
+
+
+async def test_scrapes_during_parallel_start_up_see_consistent_records(tmp_path: Path) -> None:
+    """Loader threads must not change the repository's records while the event loop reads
+    them (every /metrics scrape does): that raised 'dictionary changed size during
+    iteration'. A tiny GIL switch interval makes the interleaving likely."""
+    for index in range(120):
+        write_python_model(tmp_path, f"m{index}", PASS_THROUGH)
+    server = Server(Settings(model_repository=tmp_path, http_port=0, grpc_port=0, load_threads=16))
+    errors: list[BaseException] = []
+    started = False
+
+    async def scrape() -> None:
+        while not started:
+            try:
+                for _ in range(20):
+                    server.repository.loaded_models()
+                    server.repository.index()
+                server.telemetry.observability.refresh()
+            except RuntimeError as exc:
+                errors.append(exc)
+            await asyncio.sleep(0)
+
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        scraper = asyncio.create_task(scrape())
+        await server.start()
+        started = True
+        await scraper
+        assert len(server.repository.index(ready_only=True)) == 120
+    finally:
+        sys.setswitchinterval(previous)
+        await server.stop()
+    assert errors == []

@@ -189,3 +189,45 @@ def test_pickle_without_trust_is_never_opened(
         assert rows["pickled"]["state"] == "UNAVAILABLE" and "trust" in rows["pickled"]["reason"]
         assert client.get("/v2/models/iris_onnx/ready").status_code == 200
     assert not (layout["markers"] / "unpickled").exists()
+
+
+def test_links_out_of_a_version_or_model_folder_are_refused_and_reasons_are_relative(
+    model_repo: Path, tmp_path: Path, serve: Servers
+) -> None:
+    """Found by default or named, an artifact (or a python model's module) whose real path
+    leaves its folder is refused with a reason; a link that stays inside is fine. Reasons name
+    files relative to the repository, never by the server's absolute paths."""
+    repo, outside, markers = tmp_path / "repo", tmp_path / "outside", tmp_path / "markers"
+    markers.mkdir()
+    onnx = model_repo / "iris_onnx" / "1" / "model.onnx"
+    (outside / "pkg").mkdir(parents=True)
+    shutil.copy(onnx, outside / "secret.onnx")
+    module = PYTHON_MODEL.format(marker=str(markers / "outside"))
+    (outside / "model.py").write_text(module)
+    (outside / "pkg" / "__init__.py").write_text(module)
+    (repo / "default_link" / "1").mkdir(parents=True)  # no artifact: key, found by its suffix
+    os.symlink(outside / "secret.onnx", repo / "default_link" / "1" / "model.onnx")
+    (repo / "inside_link" / "1").mkdir(parents=True)
+    shutil.copy(onnx, repo / "inside_link" / "1" / "real.bin")
+    os.symlink("real.bin", repo / "inside_link" / "1" / "model.onnx")
+    for name, entrypoint in (("module_link", "model:Model"), ("package_link", "pkg:Model")):
+        (repo / name / "1").mkdir(parents=True)
+        (repo / name / "model.yaml").write_text(f"runtime: python\nentrypoint: {entrypoint}\n")
+    os.symlink(outside / "model.py", repo / "module_link" / "model.py")
+    os.symlink(outside / "pkg", repo / "package_link" / "pkg")
+    (repo / "bad_yaml" / "1").mkdir(parents=True)
+    (repo / "bad_yaml" / "model.yaml").write_text("max_batch_size: -3\n")
+    running = serve(repo)
+    with httpx.Client(base_url=running.http) as client:
+        rows = {r["name"]: r for r in client.post("/v2/repository/index").json()}
+        assert client.get("/v2/models/inside_link/ready").status_code == 200
+        refused = client.post("/v2/models/default_link/infer", json={"inputs": []}).json()
+    for name in ("default_link", "module_link", "package_link"):
+        assert rows[name]["state"] == "UNAVAILABLE", rows[name]
+        assert "leads outside" in rows[name]["reason"], rows[name]
+    assert rows["default_link"]["reason"].startswith("artifact 'model.onnx' (a symbolic link)")
+    assert "default_link/1" in rows["default_link"]["reason"]
+    assert rows["bad_yaml"]["reason"].startswith("bad_yaml/model.yaml:"), rows["bad_yaml"]
+    assert not (markers / "outside").exists(), "a module outside the repository was imported"
+    for text in [r["reason"] for r in rows.values()] + [refused["error"]]:
+        assert str(tmp_path) not in text and str(tmp_path.resolve()) not in text, text

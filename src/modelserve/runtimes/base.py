@@ -41,13 +41,14 @@ class LoadContext:
 
     def find_artifact(self, suffixes: tuple[str, ...]) -> Path:
         """The artifact named in the config, else the single file in the version folder whose
-        name ends with one of ``suffixes``."""
+        name ends with one of ``suffixes``. Either way it must really be in the version folder:
+        a path or a symbolic link leading out of it is refused."""
         if self.config.artifact is not None:
-            path = (self.version_dir / self.config.artifact).resolve()
-            if self.version_dir.resolve() not in path.parents:
-                raise ModelLoadError(
-                    f"artifact '{self.config.artifact}' is outside {self.version_dir}"
-                )
+            path = self.inside(
+                self.version_dir / self.config.artifact,
+                self.version_dir,
+                f"artifact '{self.config.artifact}'",
+            )
             if not path.is_file():
                 raise ModelLoadError(
                     f"artifact '{self.config.artifact}' not found in {self.version_dir}"
@@ -65,7 +66,17 @@ class LoadContext:
             raise ModelLoadError(
                 f"several artifacts in {self.version_dir} ({names}); name one with 'artifact:'"
             )
-        return found[0]
+        return self.inside(found[0], self.version_dir, f"artifact '{found[0].name}'")
+
+    @staticmethod
+    def inside(path: Path, folder: Path, what: str) -> Path:
+        """``path`` resolved (symbolic links followed), when that is inside ``folder``; else
+        ModelLoadError naming ``what``."""
+        resolved = path.resolve()
+        if folder.resolve() not in resolved.parents:
+            link = " (a symbolic link)" if resolved != path.absolute() else ""
+            raise ModelLoadError(f"{what}{link} leads outside {folder}; refusing to load it")
+        return resolved
 
 
 class Runtime(ABC):

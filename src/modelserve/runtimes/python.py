@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import itertools
+import os
 import re
 import sys
 from collections.abc import Mapping
@@ -33,14 +34,33 @@ def _safe(part: str) -> str:
     return re.sub(r"\W", "_", part)
 
 
+def _check_package(ctx: LoadContext, folder: Path, package: Path) -> None:
+    """Every folder and Python file of ``package``, links followed, must be inside ``folder``."""
+    seen: set[Path] = set()
+    for root, dirs, files in os.walk(package, followlinks=True):
+        here = Path(root)
+        real = ctx.inside(here, folder, f"package folder '{here.relative_to(folder)}'")
+        if real in seen:  # a link back to a folder already checked
+            dirs.clear()
+            continue
+        seen.add(real)
+        for name in files:
+            if name.endswith(".py"):
+                path = here / name
+                ctx.inside(path, folder, f"module file '{path.relative_to(folder)}'")
+
+
 def _find_source(ctx: LoadContext, top: str) -> Path:
+    """The module's file (a package's ``__init__.py``); its files, followed through symbolic
+    links, must be in the folder they are found in."""
     for folder in (ctx.version_dir, ctx.model_dir):
         package = folder / top / "__init__.py"
         if package.is_file():
-            return package
+            _check_package(ctx, folder, folder / top)
+            return ctx.inside(package, folder, f"module '{top}'")
         module = folder / f"{top}.py"
         if module.is_file():
-            return module
+            return ctx.inside(module, folder, f"module '{top}'")
     raise ModelLoadError(
         f"module '{top}' not found: no {top}.py or {top}/__init__.py in "
         f"{ctx.version_dir} or {ctx.model_dir}"

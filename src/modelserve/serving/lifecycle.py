@@ -1,7 +1,9 @@
 """Model lifecycle: initial load, load/unload on request, repository polling, draining.
 
-A new or changed version is built and warmed up beside the serving one (in a worker thread);
-traffic moves in one step on the event loop once it is READY; the replaced version then refuses
+A new or changed version is built and warmed up beside the serving one (in a worker thread, which
+touches only its ``LoadPlan``: the repository's records change on the event loop alone, where
+the index, the router and the metrics read them); traffic moves in one step on the event loop
+once it is READY; the replaced version then refuses
 new work, finishes its queued and running requests, and unloads. Nothing is dropped.
 
 Polling rule for half-copied folders: a change is applied only once the model folder's
@@ -112,7 +114,9 @@ class Lifecycle:
         self.repository.model_dir(name)  # validates the name before it reaches the disk
         async with self._lock(name):
             fingerprint = await asyncio.to_thread(self.repository.model_fingerprint, name)
-            plan = await asyncio.to_thread(self.repository.build, name, override)
+            plan = await asyncio.to_thread(self.repository.prepare, name, override)
+            self.repository.begin(plan)  # on the loop: the records change only here
+            await asyncio.to_thread(self.repository.build, plan)
             retired = self.repository.commit(plan)
             self._applied[name] = fingerprint
         self._drain_in_background(retired)
@@ -134,9 +138,11 @@ class Lifecycle:
         plan = await self.load(name, override)
         if plan.error:
             raise InvalidArgument(f"failed to load '{name}': {plan.error}")
-        if plan.failed and not self.repository.ready_versions(name):
+        if plan.failed:  # even when an older version keeps serving: the caller must know
             reasons = "; ".join(f"version {v}: {r}" for v, r in plan.failed.items())
-            raise InvalidArgument(f"failed to load '{name}': {reasons}")
+            serving = self.repository.ready_versions(name)
+            still = f" (still serving version {', '.join(serving)})" if serving else ""
+            raise InvalidArgument(f"failed to load '{name}': {reasons}{still}")
 
     async def unload(self, name: str) -> None:
         """Unload every version once its queued and running requests are done."""

@@ -1,11 +1,17 @@
 """The model repository on disk: ``<root>/<model>/<version>/<artifact>`` plus ``model.yaml``.
 
 It knows which versions exist and their state (LOADING, READY, UNLOADING, UNAVAILABLE + reason).
-Loading happens in two steps so that a new version never replaces a serving one before it is
-READY: ``build`` (in a worker thread) loads and warms up the versions that are new or changed
-beside the serving ones; ``commit`` (on the event loop) swaps them in at once and hands back the
-replaced models, which the lifecycle drains and unloads. A model that fails to load never stops
-the others from serving, and a version that fails to load leaves the serving one untouched.
+Loading happens in steps so that a new version never replaces a serving one before it is READY,
+and so that the records the event loop reads (index, router, metrics) change only on the loop:
+``prepare`` (in a worker thread) reads the model's folder and config into a ``LoadPlan``;
+``begin`` (on the loop) picks the versions that are new or changed and shows them LOADING;
+``build`` (in a worker thread) loads and warms them up beside the serving ones, filling only the
+plan; ``commit`` (on the loop) swaps them in at once and hands back the replaced models, which
+the lifecycle drains and unloads. A model that fails to load never stops the others from
+serving, and a version that fails to load leaves the serving one untouched.
+
+Reasons (in the index, in errors) name files relative to the repository root
+(``iris/1/model.onnx``), never by the server's absolute paths.
 
 With ``single_model`` (``--model-name``) the root is one model's folder instead, as KServe mounts
 it at ``/mnt/models``: version folders as usual, or, when there are none, the artifact (and
@@ -16,6 +22,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import re
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -59,16 +67,26 @@ class ModelEntry:
     """The versions serving, oldest first; recomputed when a slot changes (see refresh)."""
 
     def refresh(self) -> None:
-        slots = list(self.versions.items())  # one atomic copy: loader threads add slots
-        self.ready = tuple(sorted((v for v, s in slots if s.model is not None), key=int))
+        ready = (v for v, s in self.versions.items() if s.model is not None)
+        self.ready = tuple(sorted(ready, key=int))
 
 
 @dataclass(slots=True)
 class LoadPlan:
-    """What ``build`` prepared for one model; applied by ``commit``."""
+    """One (re)load of one model: read by ``prepare``, scoped by ``begin``, filled by
+    ``build``, applied by ``commit``. Worker threads touch only the plan."""
 
     name: str
+    override: ModelConfig | None = None
+    config: ModelConfig | None = None
     selected: list[str] = field(default_factory=list)
+    folders: dict[str, Path] = field(default_factory=dict)
+    """Per selected version, its folder (the model folder itself for a single model's
+    artifact at its root)."""
+    fingerprints: dict[str, str] = field(default_factory=dict)
+    """Per selected version: its files and the config, as a string that changes with them."""
+    to_load: list[str] = field(default_factory=list)
+    """The selected versions that are new or changed (``begin``)."""
     loaded: dict[str, tuple[LoadedModel, str]] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
     error: str = ""
@@ -100,11 +118,24 @@ class ModelRepository:
         """``single_model``: the root is not a repository but the folder of this one model
         (``--model-name``, KServe's ``/mnt/models``): its version folders, or, when it has none,
         its artifact directly in it, served as version 1."""
-        self.root = root
+        self.root = root.absolute()  # so that relative() finds it in every path
         self.single_model = single_model
         self._registry = registry
         self._executor = executor
         self._models: dict[str, ModelEntry] = {}
+        forms = {str(self.root), str(self.root.resolve())}
+        # the root followed by a separator, or by nothing that could continue a file name
+        self._root_paths = re.compile(
+            "|".join(
+                f"{re.escape(form)}(?:{re.escape(os.sep)}|(?![\\w.-]))"
+                for form in sorted(forms, key=len, reverse=True)
+            )
+        )
+
+    def relative(self, text: str) -> str:
+        """``text`` with the paths it names made relative to the repository root (the root
+        itself, named alone as a single model's folder is, becomes ``.``)."""
+        return self._root_paths.sub(lambda m: "" if m.group().endswith(os.sep) else ".", text)
 
     # ---- the folders -------------------------------------------------------------------------
 
@@ -161,44 +192,68 @@ class ModelRepository:
             )
         return {str(v): folders[v] for v in chosen}
 
-    # ---- loading: build in a thread, commit on the loop --------------------------------------
+    # ---- loading: prepare and build in threads, begin and commit on the loop ----------------
 
-    def build(self, name: str, override: ModelConfig | None = None) -> LoadPlan:
-        """Load (and warm up) every selected version that is new or changed. Blocking."""
-        plan = LoadPlan(name)
+    def prepare(self, name: str, override: ModelConfig | None = None) -> LoadPlan:
+        """Read the model's config and select its versions. Blocking; touches no record."""
+        plan = LoadPlan(name, override)
         model_dir = self.model_dir(name)
-        entry = self._models.setdefault(name, ModelEntry(name))
         try:
             if not model_dir.is_dir():
                 raise ModelLoadError(f"no model folder {model_dir}")
             config = override if override is not None else load_model_config(model_dir)
             folders = self._select_versions(model_dir, config)
         except ModelLoadError as exc:
-            plan.error = str(exc)
+            plan.error = self.relative(str(exc))
             return plan
         plan.selected = list(folders)
-        plan.default_version = config.default_version
+        plan.folders = folders
+        plan.config, plan.default_version = config, config.default_version
         shared = [p for p in model_dir.iterdir() if not p.name.isdigit()]
         for version, version_dir in folders.items():
             files = shared if version_dir == model_dir else [*shared, version_dir]
-            fingerprint = _fingerprint(files) + repr(config)
+            plan.fingerprints[version] = _fingerprint(files) + repr(config)
+        return plan
+
+    def begin(self, plan: LoadPlan) -> None:
+        """On the loop: choose the versions to load (new, changed, or not serving) and show
+        them LOADING while ``build`` runs."""
+        entry = self._models.setdefault(plan.name, ModelEntry(plan.name))
+        for version in plan.selected:
+            fingerprint = plan.fingerprints[version]
             slot = entry.versions.get(version)
             if slot is not None and slot.model is not None and slot.fingerprint == fingerprint:
                 continue  # unchanged and serving
+            plan.to_load.append(version)
             if slot is None:
                 entry.versions[version] = VersionSlot(version)
             elif slot.model is None:
                 slot.state, slot.reason = ModelState.LOADING, ""
+
+    def build(self, plan: LoadPlan) -> LoadPlan:
+        """Load (and warm up) the versions ``begin`` chose, into the plan. Blocking; touches no
+        record, so the loop may read them meanwhile."""
+        if plan.config is None:
+            return plan
+        model_dir = self.model_dir(plan.name)
+        for version in plan.to_load:
             try:
-                loaded = self._load_version(name, model_dir, config, version, version_dir)
+                loaded = self._load_version(
+                    plan.name, model_dir, plan.config, version, plan.folders[version]
+                )
             except ModelLoadError as exc:
-                plan.failed[version] = str(exc)
-                log.error("model %s version %s failed to load: %s", name, version, exc)
+                plan.failed[version] = self.relative(str(exc))
+                log.error(
+                    "model %s version %s failed to load: %s",
+                    plan.name,
+                    version,
+                    plan.failed[version],
+                )
             except Exception as exc:  # a framework raised something unexpected
-                plan.failed[version] = f"{type(exc).__name__}: {exc}"
-                log.exception("model %s version %s failed to load", name, version)
+                plan.failed[version] = self.relative(f"{type(exc).__name__}: {exc}")
+                log.exception("model %s version %s failed to load", plan.name, version)
             else:
-                plan.loaded[version] = (loaded, fingerprint)
+                plan.loaded[version] = (loaded, plan.fingerprints[version])
         return plan
 
     def _load_version(
@@ -243,7 +298,7 @@ class ModelRepository:
             slot.state, slot.reason = ModelState.READY, ""
             log.info("model %s version %s is READY (%s)", plan.name, version, loaded.platform)
         for version, reason in plan.failed.items():
-            slot = entry.versions[version]
+            slot = entry.versions.setdefault(version, VersionSlot(version))
             if slot.model is not None:
                 slot.reason = f"the new files failed to load, still serving the old ones: {reason}"
             else:
