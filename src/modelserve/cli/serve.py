@@ -100,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
         os.environ[MULTIPROC_ENV] = str(settings.metrics_dir)
     from modelserve.observability.logs import configure_logging
 
-    atexit.register(configure_logging(settings.log_level, settings.log_format).close)
+    logs = configure_logging(settings.log_level, settings.log_format)
+    atexit.register(logs.close)
     _check(settings)
     if settings.workers > 1:
         from modelserve.server.supervisor import Supervisor
@@ -116,13 +117,17 @@ def run(args: argparse.Namespace) -> int:
     else:
         run_loop = uvloop.run
     try:
-        run_loop(_serve(settings))
+        finished = run_loop(_serve(settings))
     except RemoteRepositoryError as exc:  # the first sync of a repository on object storage
         raise CommandError(str(exc)) from None
+    if not finished:  # a predict that never returns would hold the process at exit
+        logs.close()
+        os._exit(1)
     return 0
 
 
-async def _serve(settings: Settings) -> None:
+async def _serve(settings: Settings) -> bool:
+    """Serve until the first signal, then stop; False when model threads were left running."""
     from modelserve.server.compose import Server
 
     server = Server(settings)
@@ -135,4 +140,4 @@ async def _serve(settings: Settings) -> None:
     log.info("shutting down (a second signal exits at once)")
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, os._exit, 1)
-    await server.stop()
+    return await server.stop()

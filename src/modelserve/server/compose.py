@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
+import threading
 from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client import CollectorRegistry
@@ -28,6 +30,10 @@ log = logging.getLogger("modelserve.server")
 
 GRPC_GRACE_S = 5.0
 """Seconds running gRPC calls (open streams included) get to finish when the server stops."""
+EXECUTOR_GRACE_S = 1.0
+"""Seconds model threads still running after the drain get before the server stops without
+them (a stuck ``predict`` cannot be interrupted; waiting for it on the event loop would block
+the loop, and with it the second signal that exits at once)."""
 
 
 def package_version() -> str:
@@ -156,10 +162,12 @@ class Server:
         await self.grpc.refresh_health()
         log.info("server ready with %d model(s)", len(list(self.repository.names())))
 
-    async def stop(self) -> None:
+    async def stop(self) -> bool:
         """Graceful shutdown: not-ready at once; keep serving for the drain delay; then refuse
         new work cleanly while queued and running requests complete (bounded by the shutdown
-        timeout); then close the transports and unload the models."""
+        timeout); then close the transports and unload the models. The event loop is never
+        blocked. False when model threads were still busy at the end (a ``predict`` that does
+        not return): they hold the process at exit, so the caller should exit at once."""
         self.dataplane.set_ready(False)
         await self.grpc.refresh_health()
         if self.settings.drain_delay_s > 0:
@@ -170,7 +178,35 @@ class Server:
         await self.grpc.stop(GRPC_GRACE_S)
         await self.http.shutdown(timeout_s=5.0)
         await self.lifecycle.stop()
-        self.executor.shutdown(wait=True)
+        idle = await self._shutdown_executor(EXECUTOR_GRACE_S)
         if self._http_socket is not None:
             self._http_socket.close()
         await self.telemetry.stop()
+        return idle
+
+    async def _shutdown_executor(self, grace_s: float) -> bool:
+        """Shut the model threads down, waiting at most ``grace_s`` seconds, off the loop (in
+        a daemon thread, which cannot hold the process either)."""
+        loop = asyncio.get_running_loop()
+        finished: asyncio.Future[None] = loop.create_future()
+
+        def settle() -> None:
+            if not finished.done():
+                finished.set_result(None)
+
+        def wait() -> None:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
+                loop.call_soon_threadsafe(settle)
+
+        threading.Thread(target=wait, name="modelserve-executor-shutdown", daemon=True).start()
+        try:
+            await asyncio.wait_for(finished, grace_s)
+        except TimeoutError:
+            log.warning(
+                "model threads still busy %.0f s after the drain (a predict that does not "
+                "return?); stopping without them",
+                grace_s,
+            )
+            return False
+        return True
