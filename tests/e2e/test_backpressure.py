@@ -151,3 +151,44 @@ async def test_grpc_full_queue_refuses_before_decoding(slow_server: RunningServe
         assert trailing["retry-after"] == "1", "REST's Retry-After, as trailing metadata"
         assert len(trailing["x-request-id"]) == 32
         assert [r.status_code for r in await asyncio.gather(busy, *queued)] == [200, 200, 200]
+
+
+PICKY_MODEL = """
+import time
+import numpy as np
+
+class Model:
+    inputs = [{"name": "x", "datatype": "FP32", "shape": [-1, 2]}]
+    outputs = [{"name": "y", "datatype": "FP32", "shape": [-1, 1]}]
+
+    def predict(self, inputs):
+        x = inputs["x"]
+        if (x[:, 0] < 0).any():
+            raise ValueError("negative input")
+        time.sleep(float(x[:, 1].max()))
+        return {"y": x[:, :1] * 2}
+"""
+
+
+@pytest.mark.parametrize("execution", ["thread", "process"])
+async def test_one_bad_input_in_a_dynamic_batch_fails_only_its_request(
+    tmp_path: Path, serve: Servers, execution: str
+) -> None:
+    config = {
+        "max_batch_size": 16,
+        "dynamic_batching": {"max_queue_delay_us": 0},
+        "execution": execution,
+    }
+    write_python_model(tmp_path, "picky", PICKY_MODEL, config)
+    running = serve(tmp_path)
+    async with httpx.AsyncClient(base_url=running.http, timeout=30) as client:
+        url = "/v2/models/picky/infer"
+        busy = asyncio.ensure_future(client.post(url, json=_body(1, 0.5)))
+        await asyncio.sleep(0.2)  # the next three queue up behind it and run as one batch
+        replies = await asyncio.gather(
+            *(client.post(url, json=_body(tag, 0)) for tag in (2, -3, 4))
+        )
+        assert (await busy).status_code == 200
+    assert [r.status_code for r in replies] == [200, 400, 200], [r.text for r in replies]
+    assert "negative input" in replies[1].json()["error"]
+    assert [r.json()["outputs"][0]["data"] for r in (replies[0], replies[2])] == [[4.0], [8.0]]

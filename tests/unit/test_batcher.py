@@ -132,6 +132,39 @@ async def test_failed_batch_fails_every_request_with_the_cause(
         await bad.submit(rows(0, 1), 1)
 
 
+@pytest.mark.parametrize("execution", ["thread", "inline"])
+async def test_a_refused_input_fails_only_its_own_request(
+    executor: ThreadPoolExecutor, execution: str
+) -> None:
+    """The model refuses a merged batch because of one request's rows (a ValueError): the
+    batch runs again request by request, and only that request gets InvalidArgument."""
+
+    def no_negatives(x: np.ndarray) -> np.ndarray:
+        if (x < 0).any():
+            raise ValueError("negative input")
+        return x * 2
+
+    model = GatedModel(no_negatives)
+    batcher = make(model, executor, execution=execution)
+    inputs = [rows(10, 2), {"x": -rows(20, 1)["x"]}, rows(30, 3)]
+    if execution == "thread":
+        model.gate.clear()
+        first = asyncio.ensure_future(batcher.submit(rows(0, 1), 1))
+        await model.wait_entered()
+    requests = [asyncio.ensure_future(batcher.submit(a, a["x"].shape[0])) for a in inputs]
+    if execution == "thread":
+        await asyncio.sleep(0.01)
+        model.gate.set()
+        await first
+    good, bad, other = await asyncio.gather(*requests, return_exceptions=True)
+    assert isinstance(bad, InvalidArgument) and "negative input" in bad.message
+    for arrays, done in ((inputs[0], good), (inputs[2], other)):
+        assert not isinstance(done, BaseException), done
+        np.testing.assert_array_equal(done.outputs["y"], arrays["x"] * 2)
+        assert done.batch_size == arrays["x"].shape[0] and done.leads_batch
+    assert [b.shape[0] for b in model.batches][-4:] == [6, 2, 1, 3], "merged, then one by one"
+
+
 async def test_wrong_row_count_is_an_error_not_a_mis_split(executor: ThreadPoolExecutor) -> None:
     model = GatedModel(lambda x: x[:-1])
     batcher = make(model, executor)

@@ -11,7 +11,9 @@ Rules (../docs/batching.md):
 - A full queue refuses at once (ResourceExhausted -> 503 / RESOURCE_EXHAUSTED); a request whose
   deadline passes while queued is answered DeadlineExceeded and never executed.
 - A failed batch fails each of its requests with the cause; outputs whose row count does not
-  match the batch are an error, never a silent mis-split.
+  match the batch are an error, never a silent mis-split. But when the model refuses a merged
+  batch's input (a ValueError: the client's mistake), its requests run again one by one, so
+  that only the request to blame is answered 400 and the others succeed.
 
 Everything here runs on the event loop except the concatenate -> predict -> split step, which
 takes one hop to the executor per batch, or runs on the loop itself for a model whose predict
@@ -298,26 +300,45 @@ class Batcher:
             self._wake_idle_waiters()
 
     def _complete(
-        self, batch: list[_Pending], parts: list[Arrays], started: int, predict_ns: int
+        self, batch: list[_Pending], parts: list[Arrays | Exception], started: int, predict_ns: int
     ) -> None:
+        """Answer each request of an executed batch with its outputs, or with its own error
+        when the batch was re-run request by request (``_run_alone``)."""
         self._observe(predict_ns)
         compute_ns = time.perf_counter_ns() - started
+        alone = any(isinstance(part, Exception) for part in parts)
         size = sum(p.rows for p in batch)
         leads = True
         for pending, outputs in zip(batch, parts, strict=True):
-            if not pending.future.done():
+            if pending.future.done():
+                continue
+            if isinstance(outputs, Exception):
+                pending.future.set_exception(self._failure(outputs, 1))
+            elif alone:
+                queue_ns = started - pending.enqueued_ns
+                pending.future.set_result(Completed(outputs, pending.rows, queue_ns, compute_ns))
+            else:
                 pending.future.set_result(
                     Completed(outputs, size, started - pending.enqueued_ns, compute_ns, leads)
                 )
                 leads = False
 
     def _fail_batch(self, batch: list[_Pending], exc: Exception) -> None:
+        _fail(batch, self._failure(exc, len(batch)))
+
+    def _failure(self, exc: Exception, requests: int) -> ServerError:
+        """What the requests of a failed execution are answered with; a fault is logged."""
         if not isinstance(exc, ServerError):
-            log.exception("model '%s' failed on a batch of %d request(s)", self.name, len(batch))
-            exc = InternalError(f"model '{self.name}' failed: {type(exc).__name__}: {exc}")
-        elif exc.code is ErrorCode.INTERNAL:
+            log.error(
+                "model '%s' failed on a batch of %d request(s)",
+                self.name,
+                requests,
+                exc_info=exc,
+            )
+            return InternalError(f"model '{self.name}' failed: {type(exc).__name__}: {exc}")
+        if exc.code is ErrorCode.INTERNAL:
             log.error("model '%s' batch failed: %s", self.name, exc.message)
-        _fail(batch, exc)
+        return exc
 
     def _observe(self, predict_ns: int) -> None:
         """Adaptive execution: a model whose predict reliably takes under ``inline_below_ns``
@@ -333,15 +354,20 @@ class Batcher:
         elif self._observed >= INLINE_AFTER_CALLS and self._ewma_ns < bound:
             self._inline = True
 
-    def _run_batch(self, batch: list[_Pending]) -> tuple[list[Arrays], int]:
-        """Concatenate, predict, split; returns the parts and predict's own duration."""
+    def _run_batch(self, batch: list[_Pending]) -> tuple[list[Arrays | Exception], int]:
+        """Concatenate, predict, split; returns the parts and predict's own duration. When the
+        model refuses a merged batch's input (InvalidArgument: a ValueError), one request's
+        input may be to blame: the requests run one by one, so that only the guilty fail."""
         started = time.perf_counter_ns()
         if len(batch) == 1:
             produced = _call(self._predict, batch[0].arrays, self.name)
             return [produced], time.perf_counter_ns() - started
         names = batch[0].arrays.keys()
         merged = {n: np.concatenate([p.arrays[n] for p in batch], axis=0) for n in names}
-        produced = _call(self._predict, merged, self.name)
+        try:
+            produced = _call(self._predict, merged, self.name)
+        except InvalidArgument:
+            return self._run_alone(batch), time.perf_counter_ns() - started
         predict_ns = time.perf_counter_ns() - started
         total = sum(p.rows for p in batch)
         offsets = np.cumsum([p.rows for p in batch])[:-1]
@@ -356,6 +382,16 @@ class Batcher:
                 )
             split[out_name] = np.split(array, offsets)
         return [{n: parts[i] for n, parts in split.items()} for i in range(len(batch))], predict_ns
+
+    def _run_alone(self, batch: list[_Pending]) -> list[Arrays | Exception]:
+        """Each request of a batch on its own: its outputs, or what it raised."""
+        parts: list[Arrays | Exception] = []
+        for pending in batch:
+            try:
+                parts.append(_call(self._predict, pending.arrays, self.name))
+            except Exception as exc:
+                parts.append(exc)
+        return parts
 
 
 def _trim_to_preferred(
