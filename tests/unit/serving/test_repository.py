@@ -12,7 +12,7 @@ import pytest
 
 from modelserve.errors import InvalidArgument, ModelLoadError, NotFound
 from modelserve.runtimes.registry import RuntimeRegistry
-from modelserve.serving.repository import ModelRepository
+from modelserve.serving.repository import LoadPlan, ModelRepository
 from modelserve.types import ModelState
 from tests.harness import write_python_model
 
@@ -23,8 +23,15 @@ def executor() -> Iterator[ThreadPoolExecutor]:
         yield pool
 
 
+def build(repository: ModelRepository, name: str) -> LoadPlan:
+    """A load's first three steps, as the lifecycle takes them (prepare, begin, build)."""
+    plan = repository.prepare(name)
+    repository.begin(plan)
+    return repository.build(plan)
+
+
 def load(repository: ModelRepository, name: str) -> list[str]:
-    plan = repository.build(name)
+    plan = build(repository, name)
     assert not plan.error, plan.error
     assert not plan.failed, plan.failed
     repository.commit(plan)
@@ -98,7 +105,7 @@ def test_other_names_are_not_found_and_bad_names_refused(
 
 def test_an_empty_folder_says_what_is_missing(tmp_path: Path, executor: ThreadPoolExecutor) -> None:
     repository = ModelRepository(tmp_path, RuntimeRegistry(), executor, single_model="iris")
-    plan = repository.build("iris")
+    plan = build(repository, "iris")
     assert plan.failed["1"] and "cannot tell the runtime" in plan.failed["1"]
     missing = ModelRepository(tmp_path / "absent", RuntimeRegistry(), executor, "iris")
     with pytest.raises(ModelLoadError, match="not a directory"):
@@ -111,5 +118,5 @@ def test_without_single_model_an_artifact_needs_a_version_folder(
     (tmp_path / "iris").mkdir()
     shutil.copy(model_repo / "iris_onnx" / "1" / "model.onnx", tmp_path / "iris" / "model.onnx")
     repository = ModelRepository(tmp_path, RuntimeRegistry(), executor)
-    plan = repository.build("iris")
+    plan = build(repository, "iris")
     assert "no version folder" in plan.error
