@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 from modelserve.client.calls import AsyncTransport, Call, new_request_id
@@ -49,6 +50,22 @@ class AsyncClient:
         self._policy = policy
         self.protocol = kind
         """``http``, ``grpc`` or ``local``."""
+
+    @classmethod
+    async def local(
+        cls, repository: str | Path, *, retries: int = 3, **settings: Any
+    ) -> AsyncClient:
+        """``Client.local`` for asyncio: ``await AsyncClient.local(repository)``. The models
+        load in the engine's thread while this coroutine waits; inference runs on the engine's
+        event loop, not the caller's."""
+        import asyncio
+
+        from modelserve.client.local import AsyncLocalTransport, LocalApi, LocalEngine
+
+        engine = await asyncio.to_thread(LocalEngine.start, repository, settings)
+        client = cls.__new__(cls)
+        client._setup(LocalApi(), AsyncLocalTransport(engine), RetryPolicy(retries), "local")
+        return client
 
     async def _run(self, call: Call[T]) -> T:
         return await self._policy.run_async(lambda: self._transport.call(call), call.idempotent)

@@ -4,6 +4,7 @@ every thread of an application."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 from modelserve.client.calls import Call, SyncTransport, new_request_id
@@ -55,6 +56,20 @@ class Client:
         self._policy = policy
         self.protocol = kind
         """``http``, ``grpc`` or ``local``."""
+
+    @classmethod
+    def local(cls, repository: str | Path, *, retries: int = 3, **settings: Any) -> Client:
+        """The same API on a model repository served in this process, with no server: the
+        server's own repository, runtimes, model.yaml and batching, and no socket. ``settings``
+        are server settings by name (docs/configuration.md: ``load_models=["iris_onnx"]``,
+        ``model_control_mode="explicit"``…). Returns once the models are loaded; ``close()``
+        unloads them."""
+        from modelserve.client.local import LocalApi, LocalEngine, LocalTransport
+
+        engine = LocalEngine.start(repository, settings)
+        client = cls.__new__(cls)
+        client._setup(LocalApi(), LocalTransport(engine), RetryPolicy(retries), "local")
+        return client
 
     def _run(self, call: Call[T]) -> T:
         return self._policy.run(lambda: self._transport.call(call), call.idempotent)

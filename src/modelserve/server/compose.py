@@ -1,27 +1,16 @@
-"""Composition root: builds every component from Settings, then start -> serve -> stop."""
+"""Composition root: builds every component from Settings (the transport-free ones in
+core.py), then start -> serve -> stop."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
-import threading
-from importlib.metadata import PackageNotFoundError, version
-
-from prometheus_client import CollectorRegistry
 
 from modelserve.config.settings import Settings
-from modelserve.dataplane import DataPlane
-from modelserve.observability.service import ObservabilityService
-from modelserve.routing.router import Router
-from modelserve.runtimes.registry import RuntimeRegistry
-from modelserve.scheduling.executor import inference_executor
 from modelserve.security.auth import Authenticator, exposure_warning
 from modelserve.security.tls import grpc_tls_material, server_ssl_context
-from modelserve.serving.lifecycle import Lifecycle
-from modelserve.serving.remote import RemoteRepository
-from modelserve.serving.repository import ModelRepository
+from modelserve.server.core import ServingCore
 from modelserve.transports.grpc.service import GrpcTransport
 from modelserve.transports.http.rest import RestApp
 from modelserve.transports.http.server import HttpLimits, HttpServer
@@ -30,17 +19,6 @@ log = logging.getLogger("modelserve.server")
 
 GRPC_GRACE_S = 5.0
 """Seconds running gRPC calls (open streams included) get to finish when the server stops."""
-EXECUTOR_GRACE_S = 1.0
-"""Seconds model threads still running after the drain get before the server stops without
-them (a stuck ``predict`` cannot be interrupted; waiting for it on the event loop would block
-the loop, and with it the second signal that exits at once)."""
-
-
-def package_version() -> str:
-    try:
-        return version("modelserve")
-    except PackageNotFoundError:
-        return "0.0.0"
 
 
 def bind_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
@@ -58,40 +36,18 @@ def bind_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket
 
 
 class Server:
-    """One modelserve process: repository, dataplane and transports."""
+    """One modelserve process: the serving core (repository, dataplane…) and the transports."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.executor = inference_executor(settings.executor_threads)
-        root = settings.model_repository
-        self.remote: RemoteRepository | None = None
-        if isinstance(root, str):
-            self.remote = RemoteRepository(root, settings.repository_cache_dir, settings.model_name)
-            root = self.remote.local_root
-        self.repository = ModelRepository(
-            root,
-            RuntimeRegistry(),
-            self.executor,
-            single_model=settings.model_name,
-        )
-        self.lifecycle = Lifecycle(
-            self.repository,
-            settings.model_control_mode,
-            settings.repository_poll_secs,
-            settings.shutdown_timeout_s,
-            settings.load_threads,
-            remote=self.remote,
-        )
-        self.telemetry = ObservabilityService(settings, CollectorRegistry())
-        self.router = Router(self.repository)
-        self.dataplane = DataPlane(
-            self.repository,
-            self.router,
-            self.lifecycle,
-            settings.server_name,
-            package_version(),
-            self.telemetry.observability,
-        )
+        self.core = ServingCore(settings)
+        self.executor = self.core.executor
+        self.remote = self.core.remote
+        self.repository = self.core.repository
+        self.lifecycle = self.core.lifecycle
+        self.telemetry = self.core.telemetry
+        self.router = self.core.router
+        self.dataplane = self.core.dataplane
         self.auth = (
             Authenticator(settings.auth_tokens, settings.auth_health)
             if settings.auth_tokens
@@ -156,9 +112,7 @@ class Server:
             self.settings.host, self.settings.grpc_port, reuse_port=self.settings.reuse_port
         )
         log.info("gRPC listening on %s:%d", self.settings.host, self.grpc_port)
-        names = self.settings.startup_models
-        await self.lifecycle.start(list(names) if names is not None else None)
-        self.dataplane.set_ready(True)
+        await self.core.load_models()
         await self.grpc.refresh_health()
         log.info("server ready with %d model(s)", len(list(self.repository.names())))
 
@@ -172,41 +126,9 @@ class Server:
         await self.grpc.refresh_health()
         if self.settings.drain_delay_s > 0:
             await asyncio.sleep(self.settings.drain_delay_s)
-        self.dataplane.stop_accepting()
-        if not await self.lifecycle.wait_idle(self.settings.shutdown_timeout_s):
-            log.warning("requests still running after %.0f s", self.settings.shutdown_timeout_s)
+        await self.core.drain()
         await self.grpc.stop(GRPC_GRACE_S)
         await self.http.shutdown(timeout_s=5.0)
-        await self.lifecycle.stop()
-        idle = await self._shutdown_executor(EXECUTOR_GRACE_S)
         if self._http_socket is not None:
             self._http_socket.close()
-        await self.telemetry.stop()
-        return idle
-
-    async def _shutdown_executor(self, grace_s: float) -> bool:
-        """Shut the model threads down, waiting at most ``grace_s`` seconds, off the loop (in
-        a daemon thread, which cannot hold the process either)."""
-        loop = asyncio.get_running_loop()
-        finished: asyncio.Future[None] = loop.create_future()
-
-        def settle() -> None:
-            if not finished.done():
-                finished.set_result(None)
-
-        def wait() -> None:
-            self.executor.shutdown(wait=True, cancel_futures=True)
-            with contextlib.suppress(RuntimeError):  # the loop is already closed
-                loop.call_soon_threadsafe(settle)
-
-        threading.Thread(target=wait, name="modelserve-executor-shutdown", daemon=True).start()
-        try:
-            await asyncio.wait_for(finished, grace_s)
-        except TimeoutError:
-            log.warning(
-                "model threads still busy %.0f s after the drain (a predict that does not "
-                "return?); stopping without them",
-                grace_s,
-            )
-            return False
-        return True
+        return await self.core.close()

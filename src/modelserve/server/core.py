@@ -1,0 +1,146 @@
+"""The transport-free half of a server, built from Settings: the inference executor, the model
+repository (a remote one too), the lifecycle, observability, the router and the dataplane.
+
+``Server`` (compose.py) puts the REST and gRPC transports on top of it; ``Client.local``
+(client/local.py) uses it alone, in the caller's process, with no socket. Whatever a request
+needs between decoding and the runtime belongs here, so that both get it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Mapping
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
+
+from modelserve.config.settings import Settings
+from modelserve.dataplane import DataPlane
+from modelserve.observability.service import ObservabilityService
+from modelserve.routing.router import Router
+from modelserve.runtimes.registry import RuntimeRegistry
+from modelserve.scheduling.executor import inference_executor
+from modelserve.serving.lifecycle import Lifecycle
+from modelserve.serving.remote import RemoteRepository
+from modelserve.serving.repository import ModelRepository
+
+__all__ = ["ServingCore", "package_version"]
+
+log = logging.getLogger("modelserve.server")
+
+EXECUTOR_GRACE_S = 1.0
+"""Seconds model threads still running after the drain get before the server stops without
+them (a stuck ``predict`` cannot be interrupted; waiting for it on the event loop would block
+the loop, and with it the second signal that exits at once)."""
+
+
+def package_version() -> str:
+    try:
+        return version("modelserve")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+class ServingCore:
+    @classmethod
+    def from_options(cls, repository: str | Path, options: Mapping[str, Any]) -> ServingCore:
+        """A core for ``repository`` with server settings by field name (docs/configuration.md);
+        ValueError, naming the setting, for a value that is not valid."""
+        try:
+            settings = Settings(model_repository=repository, **options)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
+            )
+            raise ValueError(f"invalid settings: {problems}") from None
+        if isinstance(settings.model_repository, Path) and not settings.model_repository.is_dir():
+            raise ValueError(f"{settings.model_repository} is not a directory")
+        return cls(settings)
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.executor = inference_executor(settings.executor_threads)
+        root = settings.model_repository
+        self.remote: RemoteRepository | None = None
+        if isinstance(root, str):
+            self.remote = RemoteRepository(root, settings.repository_cache_dir, settings.model_name)
+            root = self.remote.local_root
+        self.repository = ModelRepository(
+            root,
+            RuntimeRegistry(),
+            self.executor,
+            single_model=settings.model_name,
+        )
+        self.lifecycle = Lifecycle(
+            self.repository,
+            settings.model_control_mode,
+            settings.repository_poll_secs,
+            settings.shutdown_timeout_s,
+            settings.load_threads,
+            remote=self.remote,
+        )
+        self.telemetry = ObservabilityService(settings, CollectorRegistry())
+        self.router = Router(self.repository)
+        self.dataplane = DataPlane(
+            self.repository,
+            self.router,
+            self.lifecycle,
+            settings.server_name,
+            package_version(),
+            self.telemetry.observability,
+        )
+
+    async def load_models(self) -> None:
+        """Load the startup models (every model, or ``load_models``), then turn ready."""
+        names = self.settings.startup_models
+        await self.lifecycle.start(list(names) if names is not None else None)
+        self.dataplane.set_ready(True)
+
+    async def drain(self) -> None:
+        """Refuse new work cleanly; let queued and running requests finish (bounded by the
+        shutdown timeout)."""
+        self.dataplane.stop_accepting()
+        if not await self.lifecycle.wait_idle(self.settings.shutdown_timeout_s):
+            log.warning("requests still running after %.0f s", self.settings.shutdown_timeout_s)
+
+    async def close(self) -> bool:
+        """Unload the models, stop the executor and observability; the event loop is never
+        blocked. False when model threads were still busy at the end (a ``predict`` that does
+        not return): they hold the process at exit, so a server should exit at once."""
+        await self.lifecycle.stop()
+        idle = await self._shutdown_executor(EXECUTOR_GRACE_S)
+        await self.telemetry.stop()
+        return idle
+
+    async def _shutdown_executor(self, grace_s: float) -> bool:
+        """Shut the model threads down, waiting at most ``grace_s`` seconds, off the loop (in
+        a daemon thread, which cannot hold the process either)."""
+        loop = asyncio.get_running_loop()
+        finished: asyncio.Future[None] = loop.create_future()
+
+        def settle() -> None:
+            if not finished.done():
+                finished.set_result(None)
+
+        def wait() -> None:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
+                loop.call_soon_threadsafe(settle)
+
+        threading.Thread(target=wait, name="modelserve-executor-shutdown", daemon=True).start()
+        try:
+            await asyncio.wait_for(finished, grace_s)
+        except TimeoutError:
+            log.warning(
+                "model threads still busy %.0f s after the drain (a predict that does not "
+                "return?); stopping without them",
+                grace_s,
+            )
+            return False
+        return True
