@@ -13,11 +13,11 @@ import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
 
-from modelserve.cli import serve, tools
+from modelserve.cli import batch, serve, tools
 
 __all__ = ["CommandError", "build_parser", "main"]
 
-COMMANDS: tuple[ModuleType, ...] = (serve, tools)
+COMMANDS: tuple[ModuleType, ...] = (serve, tools, batch)
 
 
 class CommandError(Exception):

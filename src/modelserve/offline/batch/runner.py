@@ -1,0 +1,338 @@
+"""One shard, end to end: read, convert, predict in batches, write.
+
+Three stages, so that an engine can overlap them (read the next shard while this one runs):
+``load`` (read + convert, I/O bound), ``infer`` (the model), ``store`` (encode + write).
+
+A failing batch does not fail its rows' neighbours: it is cut in halves until the rows the model
+refuses are alone, and each of those becomes a bad row with the model's reason (k bad rows in a
+batch of n cost about 2k·log2(n) extra calls). A model that breaks its contract (an output
+missing, or with other rows than given: InternalError) fails the shard: no row is to blame.
+A shard with more bad rows than the whole job may have stops there: the job has failed anyway.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from modelserve.errors import InternalError, ServerError
+from modelserve.offline.batch.columns import ColumnPlan, output_columns, to_arrays
+from modelserve.offline.batch.latency import LatencyHistogram
+from modelserve.offline.batch.predictors import Predictor
+from modelserve.offline.batch.readers import read_shard
+from modelserve.offline.batch.sources import Shard
+from modelserve.offline.batch.writer import encode_table, part_name, write_atomic, write_jsonl
+from modelserve.runtimes.base import Arrays
+
+__all__ = ["ERRORS_DIR", "JobPlan", "ShardResult", "ShardRunner", "errors_name"]
+
+ERRORS_DIR = "_errors"
+"""Each shard's bad rows, beside its part (merged into ``_errors.jsonl`` at the end)."""
+
+Progress = Callable[[int], None]
+
+
+def errors_name(index: int) -> str:
+    return f"part-{index:05d}.jsonl"
+
+
+@dataclass(frozen=True, slots=True)
+class JobPlan:
+    """What every shard of a job shares (sent to each Dask worker once per task)."""
+
+    output: str
+    format: str
+    columns: ColumnPlan
+    batch_size: int
+    """Rows per predict call (already capped by the model's max_batch_size)."""
+    error_budget: int
+    """The most bad rows the whole job may have."""
+
+
+@dataclass(slots=True)
+class ShardResult:
+    index: int
+    part: str
+    rows_in: int
+    rows: int
+    errors: int
+    sha256: str
+    bytes: int
+    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+    failed: str = ""
+    """Why the shard could not be processed (no part file was written for it)."""
+    over_budget: bool = False
+    """It stopped because the job had more bad rows than allowed (``errors`` were written)."""
+
+
+class ErrorBudgetExceeded(Exception):
+    """A shard found more bad rows than the job may have; they are written to its error file
+    (so that the user sees them) and the shard stops."""
+
+    def __init__(self, message: str, errors: int) -> None:
+        super().__init__(message)
+        self.errors = errors
+
+
+class Cancelled(Exception):
+    """The job is stopping (Ctrl-C, or it failed elsewhere): this shard stops between batches."""
+
+
+@dataclass(slots=True)
+class Loaded:
+    shard: Shard
+    table: Any
+    arrays: Arrays
+    good: npt.NDArray[Any]
+    """Rows (of ``table``) that became model input."""
+    errors: dict[int, str]
+
+
+@dataclass(slots=True)
+class Inferred:
+    loaded: Loaded
+    outputs: Arrays
+    rows: npt.NDArray[Any]
+    """Rows (of the table) with outputs, in order."""
+    latency: LatencyHistogram
+
+
+class ShardRunner:
+    def __init__(
+        self, plan: JobPlan, predictor: Predictor, stop: threading.Event | None = None
+    ) -> None:
+        self.plan = plan
+        self.predictor = predictor
+        self.output = Path(plan.output)
+        self._stop = stop or threading.Event()
+
+    def run(self, shard: Shard, progress: Progress | None = None) -> ShardResult:
+        """The three stages in a row (a Dask task)."""
+        try:
+            return self.store(self.infer(self.load(shard), progress))
+        except Exception as exc:
+            return failed_result(shard, self.plan.format, exc)
+
+    # ---- stages ------------------------------------------------------------------------------
+
+    def load(self, shard: Shard) -> Loaded:
+        table, errors = read_shard(shard, self.plan.columns)
+        arrays, good = to_arrays(table, self.plan.columns, errors)
+        loaded = Loaded(shard, table, arrays, good, errors)
+        self._check_budget(loaded)
+        return loaded
+
+    def infer(self, loaded: Loaded, progress: Progress | None = None) -> Inferred:
+        predictor = self.predictor
+        count = len(loaded.good)
+        size = self.plan.batch_size
+        latency = LatencyHistogram()
+        pieces: list[tuple[int, int, Arrays]] = []
+        if count:
+            first = {n: a[: min(size, count)] for n, a in loaded.arrays.items()}
+            predictor.check(first if predictor.batched else {n: a[0] for n, a in first.items()})
+        failed: dict[int, str] = {}
+        predict = predictor.predict
+        clock = time.perf_counter_ns
+        add = latency.add
+        stopping = self._stop.is_set
+        for start in range(0, count, size):
+            if stopping():
+                raise Cancelled("the job is stopping")
+            stop = min(start + size, count)
+            batch = {n: a[start:stop] for n, a in loaded.arrays.items()}
+            began = clock()
+            try:
+                produced = predict(batch)
+            except InternalError:
+                raise  # the model broke its contract (outputs, rows): no row is to blame
+            except Exception as exc:
+                add(clock() - began)
+                self._bisect(loaded, start, stop, exc, pieces, failed, latency)
+            else:
+                add(clock() - began)
+                pieces.append((start, stop, produced))
+            if progress is not None:
+                progress(stop - start)
+        for position, reason in failed.items():
+            loaded.errors.setdefault(int(loaded.good[position]), reason)
+        kept = _positions(pieces, count)
+        outputs = self._assemble(pieces)
+        return Inferred(loaded, outputs, loaded.good[kept], latency)
+
+    def store(self, inferred: Inferred) -> ShardResult:
+        import pyarrow as pa
+
+        loaded = inferred.loaded
+        shard = loaded.shard
+        table_in = loaded.table
+        if len(inferred.rows) != table_in.num_rows:
+            table_in = table_in.take(inferred.rows)
+        columns = [(n, table_in.column(n)) for n in self.plan.columns.keep]
+        columns += output_columns(self.predictor.outputs, inferred.outputs)
+        table = pa.Table.from_arrays([c for _, c in columns], names=[n for n, _ in columns])
+        self._write_errors(loaded)
+        name = part_name(shard.index, self.plan.format)
+        written = write_atomic(self.output, name, encode_table(table, self.plan.format))
+        return ShardResult(
+            shard.index,
+            written.name,
+            loaded.table.num_rows,
+            table.num_rows,
+            len(loaded.errors),
+            written.sha256,
+            written.bytes,
+            inferred.latency,
+        )
+
+    # ---- helpers -----------------------------------------------------------------------------
+
+    def _check_budget(self, loaded: Loaded) -> None:
+        found = len(loaded.errors)
+        if found <= self.plan.error_budget:
+            return
+        self._write_errors(loaded)
+        raise ErrorBudgetExceeded(
+            f"{found} bad rows in shard {loaded.shard.index}, more than the job may have "
+            f"({self.plan.error_budget})",
+            found,
+        )
+
+    def _write_errors(self, loaded: Loaded) -> None:
+        folder = self.output / ERRORS_DIR
+        name = errors_name(loaded.shard.index)
+        if loaded.errors:
+            folder.mkdir(exist_ok=True)
+            write_jsonl(folder, name, self._error_records(loaded))
+        else:
+            (folder / name).unlink(missing_ok=True)
+
+    def _bisect(
+        self,
+        loaded: Loaded,
+        start: int,
+        stop: int,
+        exc: Exception,
+        pieces: list[tuple[int, int, Arrays]],
+        failed: dict[int, str],
+        latency: LatencyHistogram,
+    ) -> None:
+        """Find the rows of [start, stop) the model refuses; predict the others."""
+        if stop - start == 1:
+            failed[start] = _reason(exc)
+            if len(failed) + len(loaded.errors) > self.plan.error_budget:
+                for position, reason in failed.items():
+                    loaded.errors.setdefault(int(loaded.good[position]), reason)
+                self._check_budget(loaded)
+            return
+        middle = (start + stop) // 2
+        for low, high in ((start, middle), (middle, stop)):
+            batch = {n: a[low:high] for n, a in loaded.arrays.items()}
+            began = time.perf_counter_ns()
+            try:
+                produced = self.predictor.predict(batch)
+            except InternalError:
+                raise
+            except Exception as inner:
+                latency.add(time.perf_counter_ns() - began)
+                self._bisect(loaded, low, high, inner, pieces, failed, latency)
+            else:
+                latency.add(time.perf_counter_ns() - began)
+                pieces.append((low, high, produced))
+
+    def _assemble(self, pieces: list[tuple[int, int, Arrays]]) -> Arrays:
+        rows = sum(stop - start for start, stop, _ in pieces)
+        if not pieces:
+            return _empty_outputs(self.predictor)
+        if len(pieces) == 1:
+            joined = pieces[0][2]
+        else:
+            joined = {
+                spec.name: np.concatenate([np.asarray(p[2][spec.name]) for p in pieces])
+                for spec in self.predictor.outputs
+            }
+        return self.predictor.finish(joined, rows)
+
+    def _error_records(self, loaded: Loaded) -> list[dict[str, Any]]:
+        shard = loaded.shard
+        keep = self.plan.columns.keep
+        rows = sorted(loaded.errors)
+        values = {
+            name: loaded.table.column(name).take(rows).to_pylist()
+            for name in keep
+            if loaded.table.num_rows
+        }
+        records = []
+        for i, row in enumerate(rows):
+            record: dict[str, Any] = {
+                "row": shard.first_row + row,
+                "file": shard.source,
+                "file_row": shard.first_record + row,
+                "reason": loaded.errors[row],
+            }
+            for name in keep:
+                if name in values and row < loaded.table.num_rows:
+                    record.setdefault(name, _jsonable(values[name][i]))
+            records.append(record)
+        return records
+
+
+def failed_result(shard: Shard, fmt: str, exc: BaseException) -> ShardResult:
+    over = isinstance(exc, ErrorBudgetExceeded)
+    return ShardResult(
+        shard.index,
+        part_name(shard.index, fmt),
+        shard.rows,
+        0,
+        exc.errors if isinstance(exc, ErrorBudgetExceeded) else 0,
+        "",
+        0,
+        failed=_reason(exc),
+        over_budget=over,
+    )
+
+
+def _positions(pieces: list[tuple[int, int, Arrays]], count: int) -> npt.NDArray[Any]:
+    """The positions (into the good rows) that have outputs, in row order; sorts ``pieces``."""
+    pieces.sort(key=lambda piece: piece[0])
+    if len(pieces) == 1 and pieces[0][:2] == (0, count):
+        return np.arange(count)
+    if not pieces:
+        return np.zeros(0, dtype=np.intp)
+    return np.concatenate([np.arange(start, stop) for start, stop, _ in pieces])
+
+
+def _empty_outputs(predictor: Predictor) -> Arrays:
+    from modelserve.codecs.tensors import V2_TO_NUMPY
+
+    out: Arrays = {}
+    for spec in predictor.outputs:
+        trailing = spec.shape[1:] if predictor.batched else spec.shape
+        shape = (0, *(max(d, 0) for d in trailing))
+        out[spec.name] = np.zeros(shape, dtype=V2_TO_NUMPY[spec.datatype])
+    return out
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ServerError):
+        return exc.message
+    if isinstance(exc, ErrorBudgetExceeded):
+        return str(exc)
+    text = str(exc).strip().split("\n", 1)[0]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return value.hex()
+    return value
