@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from batch import BatchRow
 from loadgen import Point
 
 MS, MLS = "modelserve", "MLServer"
@@ -73,6 +74,7 @@ class Results:
     raw: list[dict[str, Any]] = field(default_factory=list)
     servers: list[ServerInfo] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    batch: list[BatchRow] = field(default_factory=list)
 
 
 def _num(value: float | None, digits: int = 0) -> str:
@@ -178,8 +180,44 @@ def _sections(results: Results) -> list[tuple[str, Sequence[str], list[list[str]
         ]
         for s in results.servers
     ]
+    batch_headers = (
+        "model",
+        "engine",
+        "rows",
+        "rows/s",
+        "vs raw",
+        "raw rows/s",
+        "batch",
+        "batch p50 ms",
+        "batch p99 ms",
+        "processing s",
+        "wall s",
+    )
+    batch_rows = [
+        [
+            b.model,
+            b.engine,
+            _num(b.rows),
+            _num(b.rows_s) if not b.na else f"n/a ({b.na[:60]})",
+            "" if math.isnan(b.vs_raw) else f"{b.vs_raw:.0%}",
+            _num(b.raw_rows_s),
+            str(b.batch_size),
+            _num(b.batch_p50_ms, 3),
+            _num(b.batch_p99_ms, 3),
+            _num(b.processing_s, 2),
+            _num(b.wall_s, 1),
+        ]
+        for b in results.batch
+    ]
     return [
         ("Served (server pinned to core 0, load generator to core 1)", ROW_HEADERS, rows, RIGHT),
+        (
+            "Batch inference (modelserve batch run; vs raw = rows/s over the raw ceiling's "
+            "rows/s at the same batch size)",
+            batch_headers,
+            batch_rows,
+            set(batch_headers[2:]),
+        ),
         (
             "Raw in-process ceiling (core 0, one thread)",
             raw_headers,
@@ -279,6 +317,7 @@ def write(results: Results, directory: Path) -> None:
         ],
         "raw": results.raw,
         "servers": [asdict(s) for s in results.servers],
+        "batch": [{"key": b.key, **asdict(b)} for b in results.batch],
         "notes": results.notes,
     }
     text = json.dumps(_clean(doc), indent=2, default=str, allow_nan=False)

@@ -22,6 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from types import FrameType
 
+import batch
 import repos
 import servers
 import tools
@@ -138,6 +139,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="run modelserve from this src/ folder (e.g. a `git archive` of a commit) instead of "
         "the working tree",
     )
+    parser.add_argument(
+        "--batch-rows",
+        type=int,
+        default=1_000_000,
+        help="rows per `modelserve batch run` row (default 1,000,000)",
+    )
     parser.add_argument("--list", action="store_true", help="print the row keys and exit")
     args = parser.parse_args(argv)
     args.seconds = args.seconds or (3.0 if args.quick else 6.0)
@@ -152,8 +159,9 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     specs = [s for s in plan((1, 64) if args.quick else (1, 8, 64)) if selected(s.key, args.only)]
+    batch_keys = [k for k in batch.keys() if selected(k, args.only)]
     if args.list:
-        print("\n".join(["raw", "startup", *(s.key for s in specs)]))
+        print("\n".join(["raw", "startup", *batch.keys(), *(s.key for s in specs)]))
         return 0
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
@@ -162,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     logs.mkdir(parents=True, exist_ok=True)
     results = Results(meta=machine())
     results.meta["seconds per point"] = args.seconds
+    if batch_keys:
+        results.meta["batch rows"] = args.batch_rows
     results.meta["MLServer parallel_workers"] = args.mlserver_workers
     if args.modelserve_src:
         results.meta["modelserve source"] = servers.use_modelserve_source(args.modelserve_src)
@@ -170,9 +180,17 @@ def main(argv: list[str] | None = None) -> int:
         results.notes.append("modelserve serve has no --grpc-port: its gRPC rows are n/a")
     try:
         bench.prepare(specs)
-        if selected("raw", args.only):
+        if selected("raw", args.only) or batch_keys:
             tools.log("raw in-process ceiling")
             results.raw = raw_ceiling(bench)
+        for key in batch_keys:
+            tools.log(key)
+            _, model, engine = key.split("/")
+            results.batch.append(
+                batch.run_one(
+                    bench.repos.modelserve, model, engine, args.batch_rows, logs, results.raw
+                )
+            )
         if selected("startup", args.only):
             startup_pair(bench, results)
         for spec in specs:
@@ -192,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     write(results, RESULTS_DIR)
     print(f"written: {RESULTS_DIR / 'latest.md'}, {RESULTS_DIR / 'latest.json'}")
     flagged = [r for r in results.rows if r.point is not None and r.point.errors]
+    flagged += [r for r in results.batch if r.na]  # type: ignore[misc]
     if flagged:
         print(f"FLAGGED: {len(flagged)} row(s) with errors (marked '!')")
     if bench.failures:

@@ -161,6 +161,7 @@ class ModelPredictor:
         self.batched = self.max_batch_size > 0
         self.concurrency: int = model.config.instances
         self._predict = model.runtime.predict
+        self._output_names = [spec.name for spec in self.outputs]
 
     def check(self, arrays: Arrays) -> None:
         specs = {s.name: s for s in self.inputs}
@@ -178,17 +179,22 @@ class ModelPredictor:
             produced: Arrays = self._predict(arrays)
         except ValueError as exc:  # what frameworks raise for input they cannot take
             raise InvalidArgument(f"model '{self.name}' rejected the input: {exc}") from exc
-        for spec in self.outputs:
-            value = produced.get(spec.name)
-            if value is None:
-                raise InternalError(f"model '{self.name}' did not produce output '{spec.name}'")
-            got = np.shape(value)
-            if not got or got[0] != rows:
-                raise InternalError(
-                    f"model '{self.name}' returned {got[0] if got else 0} rows for output "
-                    f"'{spec.name}' but was given {rows}"
-                )
+        for name in self._output_names:
+            value = produced.get(name)
+            if not isinstance(value, np.ndarray) or not value.shape or value.shape[0] != rows:
+                self._check_output(name, value, rows)
         return produced
+
+    def _check_output(self, name: str, value: Any, rows: int) -> None:
+        """The slow look at an output that is not an array with ``rows`` rows."""
+        if value is None:
+            raise InternalError(f"model '{self.name}' did not produce output '{name}'")
+        got = np.shape(value)
+        if not got or got[0] != rows:
+            raise InternalError(
+                f"model '{self.name}' returned {got[0] if got else 0} rows for output '{name}' "
+                f"but was given {rows}"
+            )
 
     def _one_by_one(self, arrays: Arrays) -> Arrays:
         rows = len(next(iter(arrays.values())))

@@ -37,6 +37,8 @@ ERRORS_DIR = "_errors"
 """Each shard's bad rows, beside its part (merged into ``_errors.jsonl`` at the end)."""
 
 Progress = Callable[[int], None]
+PROGRESS_ROWS = 8192
+"""Rows between two progress reports (and two looks at the stop flag) within a shard."""
 
 
 def errors_name(index: int) -> str:
@@ -133,7 +135,7 @@ class ShardRunner:
         predictor = self.predictor
         count = len(loaded.good)
         size = self.plan.batch_size
-        latency = LatencyHistogram()
+        durations: list[int] = []
         pieces: list[tuple[int, int, Arrays]] = []
         if count:
             first = {n: a[: min(size, count)] for n, a in loaded.arrays.items()}
@@ -141,31 +143,39 @@ class ShardRunner:
         failed: dict[int, str] = {}
         predict = predictor.predict
         clock = time.perf_counter_ns
-        add = latency.add
+        timed = durations.append
         stopping = self._stop.is_set
-        for start in range(0, count, size):
-            if stopping():
-                raise Cancelled("the job is stopping")
+        items = list(loaded.arrays.items())
+        report_every = max(1, PROGRESS_ROWS // size)
+        unreported = 0
+        for number, start in enumerate(range(0, count, size)):
             stop = min(start + size, count)
-            batch = {n: a[start:stop] for n, a in loaded.arrays.items()}
+            batch = {n: a[start:stop] for n, a in items}
             began = clock()
             try:
                 produced = predict(batch)
             except InternalError:
                 raise  # the model broke its contract (outputs, rows): no row is to blame
             except Exception as exc:
-                add(clock() - began)
-                self._bisect(loaded, start, stop, exc, pieces, failed, latency)
+                timed(clock() - began)
+                self._bisect(loaded, start, stop, exc, pieces, failed, durations)
             else:
-                add(clock() - began)
+                timed(clock() - began)
                 pieces.append((start, stop, produced))
-            if progress is not None:
-                progress(stop - start)
+            unreported += stop - start
+            if number % report_every == 0:
+                if stopping():
+                    raise Cancelled("the job is stopping")
+                if progress is not None:
+                    progress(unreported)
+                unreported = 0
+        if progress is not None and unreported:
+            progress(unreported)
         for position, reason in failed.items():
             loaded.errors.setdefault(int(loaded.good[position]), reason)
         kept = _positions(pieces, count)
         outputs = self._assemble(pieces)
-        return Inferred(loaded, outputs, loaded.good[kept], latency)
+        return Inferred(loaded, outputs, loaded.good[kept], LatencyHistogram.of(durations))
 
     def store(self, inferred: Inferred) -> ShardResult:
         import pyarrow as pa
@@ -222,7 +232,7 @@ class ShardRunner:
         exc: Exception,
         pieces: list[tuple[int, int, Arrays]],
         failed: dict[int, str],
-        latency: LatencyHistogram,
+        durations: list[int],
     ) -> None:
         """Find the rows of [start, stop) the model refuses; predict the others."""
         if stop - start == 1:
@@ -241,10 +251,10 @@ class ShardRunner:
             except InternalError:
                 raise
             except Exception as inner:
-                latency.add(time.perf_counter_ns() - began)
-                self._bisect(loaded, low, high, inner, pieces, failed, latency)
+                durations.append(time.perf_counter_ns() - began)
+                self._bisect(loaded, low, high, inner, pieces, failed, durations)
             else:
-                latency.add(time.perf_counter_ns() - began)
+                durations.append(time.perf_counter_ns() - began)
                 pieces.append((low, high, produced))
 
     def _assemble(self, pieces: list[tuple[int, int, Arrays]]) -> Arrays:
