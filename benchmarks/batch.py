@@ -60,7 +60,7 @@ class BatchRow:
         return f"batchrun/{self.model}/{self.engine}"
 
 
-def keys() -> list[str]:
+def row_keys() -> list[str]:
     return [f"batchrun/{model}/{engine}" for model in MODELS for engine in ENGINES]
 
 

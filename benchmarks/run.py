@@ -159,9 +159,9 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     specs = [s for s in plan((1, 64) if args.quick else (1, 8, 64)) if selected(s.key, args.only)]
-    batch_keys = [k for k in batch.keys() if selected(k, args.only)]
+    batch_keys = [k for k in batch.row_keys() if selected(k, args.only)]
     if args.list:
-        print("\n".join(["raw", "startup", *batch.keys(), *(s.key for s in specs)]))
+        print("\n".join(["raw", "startup", *batch.row_keys(), *(s.key for s in specs)]))
         return 0
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored

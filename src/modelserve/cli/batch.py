@@ -90,7 +90,14 @@ def register(sub: Any) -> None:
         "--workers",
         type=int,
         metavar="N",
-        help="--engine dask: worker processes of the local cluster (default: the cores)",
+        help="--engine dask: worker processes of the local cluster (default: the cores); "
+        "--server: requests in flight (default 4)",
+    )
+    add(
+        "--server",
+        metavar="URL",
+        help="send the rows to a running server (host:port, http://, grpc://) instead of "
+        "loading the model from --repository",
     )
     add(
         "--keep-columns",
@@ -174,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
         engine=args.engine,
         scheduler=args.scheduler,
         workers=args.workers,
+        server=args.server,
         keep_columns=tuple(args.keep_columns),
         features=_features(args.features),
         max_error_rate=args.max_error_rate,

@@ -66,6 +66,8 @@ class JobOptions:
     engine: str = "local"
     scheduler: str | None = None
     workers: int | None = None
+    server: str | None = None
+    """A running server's URL: the rows go there instead of to a model loaded here."""
     keep_columns: tuple[str, ...] = ()
     features: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """input name ('' = the model's only input) -> columns, in order."""
@@ -116,8 +118,13 @@ def _check(options: JobOptions) -> None:
         raise BatchError("--max-error-rate is a fraction between 0 and 1 (0.01 = 1 %)")
     if options.engine not in ENGINES:
         raise BatchError(f"--engine must be one of {', '.join(ENGINES)}")
-    if options.repository is None:
-        raise BatchError("give --repository")
+    if options.server is not None:
+        if options.repository is not None:
+            raise BatchError("give --repository or --server, not both")
+        if options.engine != "local" or options.scheduler is not None:
+            raise BatchError("--server sends the rows to a running server: no --engine dask")
+    elif options.repository is None:
+        raise BatchError("give --repository (or --server URL of a running server)")
     if options.engine == "local" and options.scheduler is not None:
         raise BatchError("--scheduler needs --engine dask")
     if options.workers is not None:
@@ -128,8 +135,8 @@ def _check(options: JobOptions) -> None:
                 "--workers sizes a local Dask cluster; with --scheduler the "
                 "cluster has its own workers"
             )
-        if options.engine == "local":
-            raise BatchError("--workers is for --engine dask")
+        if options.engine == "local" and options.server is None:
+            raise BatchError("--workers is for --engine dask (or --server: requests in flight)")
 
 
 class BatchJob:
@@ -177,6 +184,10 @@ class BatchJob:
 
     def _predictor(self) -> Any:
         options = self.options
+        if options.server is not None:
+            from modelserve.offline.batch.remote import connect
+
+            return connect(options.server, options.model, options.workers)
         from modelserve.offline.batch.predictors import (
             ModelSource,
             choose_version,
@@ -369,7 +380,7 @@ class BatchJob:
             output=str(self.options.output),
             model=predictor.name,
             version=predictor.version,
-            engine=self.options.engine,
+            engine="server" if self.options.server else self.options.engine,
             rows=sum(e.rows for e in done),
             errors=sum(e.errors for e in manifest.shards),
             shards=len(manifest.shards),

@@ -132,7 +132,9 @@ def load_predictor(source: ModelSource) -> ModelPredictor:
     )
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-unused")
     repository = ModelRepository(root, RuntimeRegistry(), executor)
-    plan = repository.build(source.name, pinned)
+    plan = repository.prepare(source.name, pinned)
+    repository.begin(plan)
+    repository.build(plan)
     reason = plan.error or plan.failed.get(source.version)
     if reason or source.version not in plan.loaded:
         executor.shutdown()

@@ -2,10 +2,10 @@
 the output folder, are flushed to disk, and the file is renamed into place. A reader (or a
 resumed job) sees a whole part file or none. The SHA-256 of the bytes is the part's checksum.
 
-Formats: Parquet (snappy; dictionary encoding for text columns only), CSV (a header in every part), JSONL (one object per line). Floats
-are written in their shortest round-trip form (FP32 ``0.1`` stays ``0.1``); JSON has no NaN or
-infinity, so those are ``null`` in JSONL; binary values that are not UTF-8 are base64 in CSV and
-JSONL.
+Formats: Parquet (snappy; dictionary encoding for text columns only), CSV (a header in every
+part), JSONL (one object per line). Floats are written in their shortest round-trip form (FP32
+``0.1`` stays ``0.1``); JSON has no NaN or infinity, so those are ``null`` in JSONL; a binary
+column that is not all UTF-8 is base64 in CSV and JSONL.
 """
 
 from __future__ import annotations
