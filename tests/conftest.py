@@ -6,14 +6,13 @@ harness itself is tests/harness.py."""
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.harness import ROOT, RunningServer, Servers, write_python_model
+from tests.harness import ROOT, RunningServer, Servers, example_builder, write_python_model
 
 __all__ = [
     "ALL_DATATYPES",
@@ -26,16 +25,6 @@ __all__ = [
 ]
 
 EXAMPLES = ROOT / "examples" / "models"
-
-
-def _load_builder():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location(
-        "build_examples", ROOT / "examples" / "build_examples.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 ALL_DATATYPES = (
@@ -73,7 +62,7 @@ def model_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of examples/models with every artifact built from fixed seeds, plus echo models."""
     repo = tmp_path_factory.mktemp("models")
     shutil.copytree(EXAMPLES, repo, dirs_exist_ok=True)
-    assert _load_builder().main([str(repo)]) == 0
+    assert example_builder().main([str(repo)]) == 0
     add_echo_models(repo)
     return repo
 

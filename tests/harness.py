@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import importlib.util
 import os
 import re
 import signal
@@ -20,6 +22,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import yaml
@@ -31,6 +34,19 @@ ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 60.0
 LISTENING = r"HTTP listening on https?://(?:\[[^\]]*\]|[^\s\"/:]+):(\d+)"
 """The log line with the HTTP port (host, [IPv6] host, in plain or JSON log lines)."""
+
+
+@functools.cache
+def example_builder() -> ModuleType:
+    """examples/build_examples.py as a module: the artifact builders (fixed seeds) the example
+    repository and the runtime tests use."""
+    spec = importlib.util.spec_from_file_location(
+        "modelserve_examples_builder", ROOT / "examples" / "build_examples.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 class RunningServer:

@@ -107,7 +107,7 @@ def check_shape(
     if len(shape) > MAX_DIMS:
         raise InvalidArgument(f"input '{name}': shape has {len(shape)} dimensions, over {MAX_DIMS}")
     dims: list[int] = []
-    span = 1
+    span = 1  # a scalar (shape []) is one element too
     for dim in shape:
         if isinstance(dim, bool) or not isinstance(dim, int):
             raise InvalidArgument(f"input '{name}': shape must be a list of integers, got {shape}")
@@ -118,11 +118,13 @@ def check_shape(
             )
         span *= max(dim, 1)
         if counted + span > max_elements:
-            raise InvalidArgument(
-                f"input '{name}': shape {list(shape)} exceeds the server's limit of "
-                f"{max_elements} tensor elements per request (all inputs together)"
-            )
+            break
         dims.append(dim)
+    if counted + span > max_elements:
+        raise InvalidArgument(
+            f"input '{name}': shape {list(shape)} exceeds the server's limit of "
+            f"{max_elements} tensor elements per request (all inputs together)"
+        )
     return tuple(dims)
 
 

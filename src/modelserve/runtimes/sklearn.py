@@ -26,7 +26,9 @@ PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
 ALLOWED_MODULE_PREFIXES = ("sklearn.", "numpy.", "scipy.")
 
 
-def _allowed(type_name: str) -> bool:
+def trusted_by_default(type_name: str) -> bool:
+    """Whether a type a skops file holds loads without ``trust: true``: one from the packages
+    of ALLOWED_MODULE_PREFIXES (a whole package name: ``numpyx.`` is not ``numpy.``)."""
     return type_name.startswith(ALLOWED_MODULE_PREFIXES)
 
 
@@ -35,7 +37,7 @@ def _load_skops(path: Path, trust: bool) -> Any:
         untrusted: list[str] = sio.get_untrusted_types(file=path)
     except Exception as exc:
         raise ModelLoadError(f"cannot read skops file {path.name}: {exc}") from None
-    refused = [name for name in untrusted if not _allowed(name)]
+    refused = [name for name in untrusted if not trusted_by_default(name)]
     if refused and not trust:
         raise ModelLoadError(
             f"skops file {path.name} holds types outside sklearn/numpy/scipy: "

@@ -11,8 +11,7 @@ import pytest
 from modelserve.codecs.tensors import DATATYPES, V2_TO_NUMPY, V2_TO_TRITON
 from modelserve.config.model import Datatype, ModelConfig, VersionPolicy, load_model_config
 from modelserve.errors import ModelLoadError
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.harness import ROOT
 
 
 def test_schema_in_docs_is_current() -> None:
