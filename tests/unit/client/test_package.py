@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
 
 import modelserve.client
+from tests.harness import run_python
 
 SERVER_SIDE = (
     "modelserve.server",
@@ -22,9 +21,7 @@ SERVER_SIDE = (
 
 def _loaded(code: str, names: tuple[str, ...]) -> list[str]:
     probe = f"import sys\n{code}\nprint([n for n in {names!r} if n in sys.modules])\n"
-    result = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60
-    )
+    result = run_python(probe)
     assert result.returncode == 0, result.stderr
     return list(ast.literal_eval(result.stdout))
 
