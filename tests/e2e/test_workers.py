@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import httpx
 
-from tests.harness import CliProcess, run_cli
+from tests.harness import CliProcess, run_cli, write_python_model
 
 BODY = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}
 
@@ -50,3 +51,46 @@ def test_workers_refuse_explicit_mode(tmp_path: Path) -> None:
     result = run_cli(["serve", str(tmp_path), "--workers", "2", "--model-control-mode", "explicit"])
     assert result.returncode == 2
     assert "explicit" in result.stderr
+
+
+SLOW_LOADING = """
+import time
+
+class Model:
+    inputs = [{"name": "x", "datatype": "FP32", "shape": [-1]}]
+    outputs = [{"name": "y", "datatype": "FP32", "shape": [-1]}]
+
+    def load(self, version_dir, parameters):
+        time.sleep(2.0)
+
+    def predict(self, inputs):
+        return {"y": inputs["x"]}
+"""
+
+
+def test_a_restarting_worker_takes_connections_only_once_ready(tmp_path: Path) -> None:
+    """While a killed worker is replaced and loads its models, every new connection is
+    answered by the worker that can serve it: no 503 from one that is not ready yet."""
+    write_python_model(tmp_path, "slow", SLOW_LOADING)
+    args = ["serve", str(tmp_path), "--http-port", "0", "--grpc-port", "0", "--workers", "2"]
+    with CliProcess(args) as cli:
+        cli.wait_for("server ready", timeout=90, count=2)
+        port = int(cli.wait_for(r"HTTP port (\d+)").group(1))
+        url = f"http://127.0.0.1:{port}/v2/health/ready"
+        victim = children(cli.proc.pid)[0]
+        os.kill(victim, signal.SIGKILL)
+        while victim in children(cli.proc.pid):
+            time.sleep(0.01)  # gone (reaped): its connections no longer count
+        statuses: list[int] = []
+        deadline = time.monotonic() + 60
+        replaced_at: float | None = None
+        while replaced_at is None or time.monotonic() < replaced_at + 1.0:
+            assert time.monotonic() < deadline, cli.log
+            # a new connection each time: the kernel spreads them over the listening workers
+            statuses.append(httpx.get(url, headers={"connection": "close"}).status_code)
+            if replaced_at is None and sum("server ready" in line for line in cli.lines) >= 3:
+                replaced_at = time.monotonic()
+        assert len(statuses) > 20
+        assert set(statuses) == {200}, f"{statuses.count(503)} of {len(statuses)} got 503"
+        cli.signal(signal.SIGTERM)
+        assert cli.wait(60) == 0

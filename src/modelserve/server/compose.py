@@ -95,26 +95,36 @@ class Server:
         return self.grpc.port
 
     async def start(self) -> None:
-        """Bind, start answering (live, not ready), load the models, then turn ready."""
+        """Start answering (live, not ready), load the models, then turn ready. A process
+        that shares its ports with others (``reuse_port``: a ``--workers`` worker) binds only
+        once ready: the kernel hands every listening process its share of new connections,
+        and those would get 503 from a worker still loading while another could serve them."""
         warning = exposure_warning(
             self.settings.host, self.auth is not None, self.settings.model_control_mode
         )
         if warning:
             log.warning("%s", warning)
+        await self.telemetry.start()
+        if not self.settings.reuse_port:
+            await self._listen()
+        await self.core.load_models()
+        if self.settings.reuse_port:
+            await self._listen()
+        await self.grpc.refresh_health()
+        log.info("server ready with %d model(s)", len(list(self.repository.names())))
+
+    async def _listen(self) -> None:
+        """Bind the HTTP and gRPC ports and take connections."""
         self._http_socket = bind_socket(
             self.settings.host, self.settings.http_port, self.settings.reuse_port
         )
         await self.http.start(self._http_socket)
         scheme = "https" if self.http.ssl_context is not None else "http"
         log.info("HTTP listening on %s://%s:%d", scheme, self.settings.host, self.http_port)
-        await self.telemetry.start()
         await self.grpc.start(
             self.settings.host, self.settings.grpc_port, reuse_port=self.settings.reuse_port
         )
         log.info("gRPC listening on %s:%d", self.settings.host, self.grpc_port)
-        await self.core.load_models()
-        await self.grpc.refresh_health()
-        log.info("server ready with %d model(s)", len(list(self.repository.names())))
 
     async def stop(self) -> bool:
         """Graceful shutdown: not-ready at once; keep serving for the drain delay; then refuse

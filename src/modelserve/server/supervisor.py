@@ -4,7 +4,8 @@ The supervisor reserves the ports (so that port 0 resolves to one port for all w
 each worker as ``modelserve serve ... --workers 1 --reuse-port``, restarts a worker that dies,
 forwards SIGTERM/SIGINT so that every worker drains (docs/lifecycle.md), and exits 0 when they
 all exited 0. Each worker is a whole server: it loads every model and polls the repository on
-its own.
+its own, and takes connections only once its models are loaded (``Server.start``), so a
+restarted worker never answers 503 for connections the others could serve.
 """
 
 from __future__ import annotations
