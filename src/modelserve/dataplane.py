@@ -24,6 +24,8 @@ from modelserve.errors import (
 from modelserve.observability import ModelSample, ModelStatistics, Observability
 from modelserve.observability.metrics import UNKNOWN_MODEL
 from modelserve.routing.router import Router
+from modelserve.runtimes.base import Arrays
+from modelserve.scheduling.batcher import Completed
 from modelserve.serving.lifecycle import Lifecycle
 from modelserve.serving.model import LoadedModel
 from modelserve.serving.repository import ModelRepository
@@ -187,6 +189,31 @@ class DataPlane:
         )
         return response
 
+    async def run_step(
+        self, name: str, version: str, arrays: Arrays, deadline: float | None
+    ) -> Completed:
+        """A pipeline's model step: a request to that model (router, input checks, batcher),
+        counted in its statistics and metrics as its own; returns every output it declares,
+        in its declared datatypes. The request's context stays the pipeline's."""
+        started = time.perf_counter_ns()
+        model: LoadedModel | None = None
+        try:
+            model = self._router.resolve(name, version)
+            batch = model.check_arrays(arrays)
+            submitted = time.perf_counter_ns()
+            done = await model.batcher.submit(arrays, batch or 1, deadline)
+            received = time.perf_counter_ns()
+            tensors = model.build_outputs(done.outputs, model.outputs, batch)
+        except Exception as exc:
+            code = exc.code if isinstance(exc, ServerError) else InternalError.code
+            self._record_failure(name, version, model, code, started, nested=True)
+            raise
+        self._observability.infer_succeeded(
+            model.name, model.version, batch or 1, done, started, submitted, received, None, True
+        )
+        done.outputs = {tensor.name: tensor.data for tensor in tensors}
+        return done
+
     def record_rejected(self, name: str, version: str, code: ErrorCode) -> None:
         """An inference request the transport could not decode (it never reached ``infer``)."""
         self._record_failure(name, version, None, code, None)
@@ -199,6 +226,7 @@ class DataPlane:
         code: ErrorCode,
         started: int | None,
         request_id: str | None = None,
+        nested: bool = False,
     ) -> None:
         """Labels name only what the repository knows, so clients cannot grow the series; the
         Triton statistics count the failure when a serving version is found."""
@@ -215,7 +243,7 @@ class DataPlane:
             else:
                 label = (name, version if version in known else "")
         self._observability.infer_failed(
-            label, (name, version), code, started, request_id, model is not None
+            label, (name, version), code, started, request_id, model is not None, nested
         )
 
     # ---- statistics --------------------------------------------------------------------------

@@ -2,6 +2,12 @@
 
 A request body is a JSON header optionally followed by raw tensor bytes; the header's length is
 given by the ``Inference-Header-Content-Length`` HTTP header.
+
+A *raw body* is modelserve's shortcut for posting a file as it is (``curl --data-binary
+@part.jpg``): a body that cannot be a JSON request (its first byte is not ``{`` or white space)
+sent without that header, or any body sent with ``Inference-Header-Content-Length: 0`` (no
+JSON header at all), is the one element of the model's only input, which must be BYTES. The
+answer is the usual JSON one.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from modelserve.types import (
     Parameters,
     RequestedOutput,
     Tensor,
+    TensorSpec,
     as_object_array,
 )
 
@@ -146,6 +153,36 @@ def json_object(data: bytes | memoryview) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise InvalidArgument("the request body must be a JSON object")
     return doc
+
+
+def is_raw_body(body: bytes, header_length: int | None) -> bool:
+    """Whether a request body is a raw body (see the module's docstring)."""
+    if header_length is not None:
+        return header_length == 0
+    return bool(body) and body[:1] not in b"{ \t\r\n"
+
+
+def raw_infer_request(
+    body: bytes, inputs: tuple[TensorSpec, ...], model_name: str, model_version: str = ""
+) -> InferenceRequest:
+    """A raw body as the one BYTES element of the model's only input (shape: the input's,
+    with 1 for every variable dimension)."""
+    if len(inputs) != 1 or inputs[0].datatype != "BYTES":
+        described = ", ".join(f"{s.name} ({s.datatype})" for s in inputs) or "none"
+        raise InvalidArgument(
+            "the body is not a JSON inference request; a raw body (a file posted as it is) is "
+            f"the input only of a model with one BYTES input, and model '{model_name}' has "
+            f"inputs: {described}"
+        )
+    spec = inputs[0]
+    shape = tuple(1 if dim == -1 else dim for dim in spec.shape)
+    if element_count(shape) != 1:
+        raise InvalidArgument(
+            f"a raw body is one element, but input '{spec.name}' has shape {list(spec.shape)}"
+        )
+    data = as_object_array([bytes(body)]).reshape(shape)
+    tensor = Tensor(spec.name, "BYTES", shape, data)
+    return InferenceRequest(model_name=model_name, model_version=model_version, inputs=(tensor,))
 
 
 def decode_infer_request(

@@ -114,6 +114,75 @@ class Warmup(BaseModel):
     )
 
 
+PIPELINE_RUNTIME = "pipeline"
+"""``runtime: pipeline``: a graph of steps (docs/pipelines.md), not an artifact."""
+
+
+class PipelineStep(BaseModel):
+    """One step of a pipeline: another model of the repository or a built-in transform, wired
+    by tensor names as Triton's ``ensemble_scheduling.step``: ``input_map`` maps each input of
+    the step to a pipeline tensor, ``output_map`` each output it produces to a new one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$",
+        description="The step's name in errors and statistics (default: its model or "
+        "transform, numbered when it repeats).",
+    )
+    model: str | None = Field(
+        default=None, description="A model of the repository this step runs (any runtime)."
+    )
+    version: str | None = Field(
+        default=None,
+        pattern=r"^[1-9][0-9]*$",
+        description="The model's version (default: the one a request naming none gets).",
+    )
+    transform: str | None = Field(
+        default=None,
+        description="A built-in transform: image_decode, resize, normalize, layout, topk, nms, "
+        "threshold.",
+    )
+    parameters: dict[str, Any] = Field(
+        default_factory=dict, description="The transform's parameters (docs/pipelines.md)."
+    )
+    input_map: dict[str, str] = Field(
+        default_factory=dict, description="Step input name -> pipeline tensor name."
+    )
+    output_map: dict[str, str] = Field(
+        default_factory=dict, description="Step output name -> pipeline tensor name."
+    )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> PipelineStep:
+        if (self.model is None) == (self.transform is None):
+            raise ValueError("a step names exactly one of 'model' or 'transform'")
+        if self.model is not None:
+            if not valid_model_name(self.model):
+                raise ValueError(f"'{self.model}' is not a valid model name")
+            if self.parameters:
+                raise ValueError("'parameters' are for transforms; a model step has none")
+        elif self.version is not None:
+            raise ValueError("'version' is for model steps")
+        if not self.output_map:
+            raise ValueError("a step needs an 'output_map' (what it produces)")
+        return self
+
+
+class ResponseCache(BaseModel):
+    """Answers to identical requests served from memory (docs/response-cache.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_mb: float = Field(
+        gt=0,
+        le=1_048_576,
+        description="Most megabytes (MiB) this model's cached answers may hold; the least "
+        "recently used go first.",
+    )
+
+
 class ModelConfig(BaseModel):
     """The contents of ``<repo>/<model>/model.yaml``. Every key is optional where the artifact
     says enough."""
@@ -122,8 +191,8 @@ class ModelConfig(BaseModel):
 
     runtime: str | None = Field(
         default=None,
-        description="onnx | sklearn | xgboost | lightgbm | python, or 'package.module:Class'. "
-        "Inferred from the artifact's file extension when left out.",
+        description="onnx | sklearn | xgboost | lightgbm | python | pipeline, or "
+        "'package.module:Class'. Inferred from the artifact's file extension when left out.",
     )
     artifact: str | None = Field(
         default=None, description="File name of the artifact inside each version folder."
@@ -172,6 +241,58 @@ class ModelConfig(BaseModel):
         description="Deadline for requests that set none; 0 = none. A request past its deadline "
         "while queued is answered 504 without running.",
     )
+
+    steps: list[PipelineStep] | None = Field(
+        default=None,
+        min_length=1,
+        description="runtime: pipeline: the steps, wired by tensor names (docs/pipelines.md).",
+    )
+    deterministic: bool = Field(
+        default=True,
+        description="false for a model whose answer may differ for the same inputs (sampling, "
+        "clock, state): its answers are never cached, nor those of a pipeline using it.",
+    )
+    response_cache: ResponseCache | None = Field(
+        default=None,
+        description="Cache answers by a hash of model, version, inputs and requested outputs "
+        "(docs/response-cache.md).",
+    )
+
+    @model_validator(mode="after")
+    def _pipeline_keys(self) -> ModelConfig:
+        if self.runtime != PIPELINE_RUNTIME:
+            if self.steps is not None:
+                raise ValueError("'steps' need 'runtime: pipeline'")
+            return self
+        if not self.steps:
+            raise ValueError("runtime: pipeline needs 'steps'")
+        if self.inputs is None or self.outputs is None:
+            raise ValueError("runtime: pipeline needs 'inputs' and 'outputs' declared")
+        unused = [
+            key
+            for key, unset in (
+                ("artifact", self.artifact is None),
+                ("entrypoint", self.entrypoint is None),
+                ("trust", not self.trust),
+                ("warmup", self.warmup is None),
+                ("dynamic_batching", self.dynamic_batching is None),
+                ("execution", self.execution == "auto"),
+                ("instances", self.instances == 1),
+            )
+            if not unset
+        ]
+        if unused:
+            raise ValueError(
+                f"{', '.join(unused)}: not used by a pipeline (its model steps batch and run "
+                "as their own model.yaml says)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _cache_needs_determinism(self) -> ModelConfig:
+        if self.response_cache is not None and not self.deterministic:
+            raise ValueError("response_cache needs a deterministic model (deterministic: false)")
+        return self
 
     @model_validator(mode="after")
     def _batching_needs_batch_dim(self) -> ModelConfig:

@@ -5,7 +5,9 @@
   HTTP layer gave itself (malformed request, too large, too many connections).
 - Dataplane: ``infer_succeeded`` / ``infer_failed`` once per inference request, recording the
   Triton statistics and the Prometheus metrics, and noting model, outcome and timings on the
-  request's context for the access log and the traces.
+  request's context for the access log and the traces. A pipeline's model step is recorded
+  the same way with ``nested=True``: under its own model, its latency from the step's start,
+  leaving the request's context to the pipeline.
 - Scrapes: ``exposition`` refreshes the state gauges from the repository (through the reader
   given to ``watch_models``) and renders the registry.
 
@@ -124,15 +126,17 @@ class Observability:
         submitted_ns: int,
         received_ns: int,
         request_id: str | None,
+        nested: bool = False,
     ) -> None:
         """A request answered: it entered the dataplane at ``started_ns``, was queued at
-        ``submitted_ns`` and got its outputs back from the batcher at ``received_ns``."""
+        ``submitted_ns`` and got its outputs back from the batcher at ``received_ns``.
+        ``nested``: a pipeline's step, not the request the transport answers."""
         now = time.perf_counter_ns()
         input_ns = submitted_ns - started_ns
         output_ns = now - received_ns
         stats = self.stats.version(name, version)
         stats.succeeded(rows, now - started_ns, done.queue_ns, input_ns, done.compute_ns, output_ns)
-        ctx = CURRENT.get()
+        ctx = None if nested else CURRENT.get()
         since = ctx.started_ns if ctx is not None else started_ns
         series = self.metrics.series(name, version)
         series.succeeded(now - since, done.queue_ns, done.compute_ns)
@@ -153,13 +157,15 @@ class Observability:
         started_ns: int | None,
         request_id: str | None,
         counted: bool,
+        nested: bool = False,
     ) -> None:
         """A request failed. ``label``: the (model, version) its metrics go under;
         ``requested``: what the client asked for (for the access log); ``counted``: whether
         a serving version was found, so that its Triton statistics count the failure.
-        ``started_ns``: when it entered the dataplane (None: the transport refused it)."""
+        ``started_ns``: when it entered the dataplane (None: the transport refused it);
+        ``nested``: a pipeline's step."""
         now = time.perf_counter_ns()
-        ctx = CURRENT.get()
+        ctx = None if nested else CURRENT.get()
         arrived = ctx.started_ns if ctx is not None else started_ns
         self.metrics.failed(*label, code, now - (arrived or now))
         if counted:

@@ -8,7 +8,7 @@ state of its own, so a version swap on the event loop is seen by the next reques
 
 from __future__ import annotations
 
-from modelserve.errors import NotFound, Unavailable
+from modelserve.errors import Unavailable
 from modelserve.serving.model import LoadedModel
 from modelserve.serving.repository import ModelRepository
 
@@ -22,27 +22,7 @@ class Router:
     def resolve(self, name: str, version: str = "") -> LoadedModel:
         """The model serving (name, version). NotFound for an unknown model or version,
         Unavailable (with the reason) for one that is not READY."""
-        entry = self._repository.get_entry(name)
-        if not version and entry.default_version is not None:
-            version = entry.default_version
-        if version:
-            slot = entry.versions.get(version)
-            if slot is None:
-                raise NotFound(f"model '{name}' has no version '{version}'")
-            if slot.model is None:
-                why = f": {slot.reason}" if slot.reason else ""
-                raise Unavailable(f"model '{name}' version {version} is {slot.state.value}{why}")
-            return slot.model
-        ready = entry.ready
-        if not ready:
-            reason = entry.reason or "; ".join(
-                f"version {s.version} {s.state.value}" + (f": {s.reason}" if s.reason else "")
-                for s in list(entry.versions.values())
-            )
-            raise Unavailable(f"model '{name}' has no READY version ({reason or 'not loaded'})")
-        model = entry.versions[ready[-1]].model
-        assert model is not None
-        return model
+        return self._repository.serving(name, version)
 
     def is_ready(self, name: str, version: str = "") -> bool:
         """False for a known model without a READY version; NotFound for an unknown one."""

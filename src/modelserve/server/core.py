@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from modelserve.config.settings import Settings
 from modelserve.dataplane import DataPlane
 from modelserve.observability.service import ObservabilityService
+from modelserve.pipelines import PipelineKind
 from modelserve.routing.router import Router
 from modelserve.runtimes.registry import RuntimeRegistry
 from modelserve.scheduling.executor import inference_executor
@@ -95,6 +96,7 @@ class ServingCore:
             package_version(),
             self.telemetry.observability,
         )
+        self.repository.add_kind("pipeline", PipelineKind(self.dataplane.run_step, self.executor))
 
     async def load_models(self) -> None:
         """Load the startup models (every model, or ``load_models``), then turn ready."""

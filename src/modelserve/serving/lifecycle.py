@@ -6,6 +6,11 @@ the index, the router and the metrics read them); traffic moves in one step on t
 once it is READY; the replaced version then refuses
 new work, finishes its queued and running requests, and unloads. Nothing is dropped.
 
+A version that depends on other models (a pipeline's model steps) serves only while they are
+READY (serving/dependencies.py): the dependents are re-checked after every change. In explicit
+mode, loading such a model also loads the models it needs that are not loaded yet, as Triton
+does for an ensemble's composing models; unloading one leaves its dependencies loaded.
+
 Polling rule for half-copied folders: a change is applied only once the model folder's
 fingerprint (every file's path, size and mtime) is the same on two polls in a row, so a version
 that is still being written is picked up one poll after the copy finished.
@@ -20,7 +25,8 @@ from collections.abc import Awaitable, Callable
 from typing import Literal
 
 from modelserve.config.model import ModelConfig
-from modelserve.errors import InvalidArgument, NotFound, Unavailable
+from modelserve.errors import InvalidArgument, NotFound, ServerError, Unavailable
+from modelserve.serving.dependencies import dependency_names, refresh_dependents
 from modelserve.serving.model import LoadedModel
 from modelserve.serving.remote import RemoteRepository, RemoteRepositoryError
 from modelserve.serving.repository import LoadPlan, ModelRepository
@@ -53,6 +59,7 @@ class Lifecycle:
         self._seen: dict[str, str] = {}
         self._poll_task: asyncio.Task[None] | None = None
         self._draining: set[asyncio.Task[None]] = set()
+        self._starting = False
         self.listeners: list[Callable[[], Awaitable[None]]] = []
         """Called after a model's versions changed (e.g. to publish gRPC health)."""
 
@@ -79,10 +86,25 @@ class Lifecycle:
             async with limit:
                 await self.load(name)
 
-        await asyncio.gather(*(one(name) for name in names))
+        self._starting = True  # a pipeline waiting for its steps to load is no news yet
+        try:
+            await asyncio.gather(*(one(name) for name in names))
+            wanted = set(names)
+            while needed := self._missing_dependencies(wanted, set(present)):
+                wanted |= needed
+                await asyncio.gather(*(one(name) for name in sorted(needed)))
+        finally:
+            self._starting = False
+        refresh_dependents(self.repository)
         if self.mode == "poll":
             self._seen = dict(self._applied)
             self._poll_task = asyncio.create_task(self._poll_forever())
+
+    def _missing_dependencies(self, loaded: set[str], present: set[str]) -> set[str]:
+        """Models in the repository folder that the ``loaded`` ones need and that were not
+        loaded (explicit mode loads them with the models that need them)."""
+        needed = {dep for name in loaded for dep in dependency_names(self.repository, name)}
+        return {name for name in needed - loaded if name in present}
 
     async def stop(self) -> None:
         """Stop polling, let every model finish its work, unload everything."""
@@ -123,8 +145,12 @@ class Lifecycle:
         await self._notify()
         return plan
 
-    async def load_on_request(self, name: str, override: ModelConfig | None) -> None:
-        """The repository API's load: like ``load``, but failures are the caller's error."""
+    async def load_on_request(
+        self, name: str, override: ModelConfig | None, loading: frozenset[str] = frozenset()
+    ) -> None:
+        """The repository API's load: like ``load``, but failures are the caller's error. The
+        models the loaded versions need and that are not loaded yet are loaded too (``loading``:
+        the models this request is loading already, so a cycle ends)."""
         self.repository.model_dir(name)  # a valid name before it reaches the store
         if self.remote is not None:
             try:
@@ -143,6 +169,16 @@ class Lifecycle:
             serving = self.repository.ready_versions(name)
             still = f" (still serving version {', '.join(serving)})" if serving else ""
             raise InvalidArgument(f"failed to load '{name}': {reasons}{still}")
+        loading = loading | {name}
+        for dependency in dependency_names(self.repository, name):
+            if dependency in loading or self.repository.is_built(dependency):
+                continue
+            try:
+                await self.load_on_request(dependency, None, loading)
+            except ServerError as exc:
+                raise InvalidArgument(
+                    f"failed to load '{name}': it needs model '{dependency}': {exc.message}"
+                ) from None
 
     async def unload(self, name: str) -> None:
         """Unload every version once its queued and running requests are done."""
@@ -154,6 +190,7 @@ class Lifecycle:
         await self._notify()
 
     async def _notify(self) -> None:
+        refresh_dependents(self.repository, quiet=self._starting)
         for listener in self.listeners:
             try:
                 await listener()
@@ -189,7 +226,8 @@ class Lifecycle:
                 self._drain_timeout_s,
             )
         try:
-            await asyncio.to_thread(model.runtime.unload)
+            if model.runtime is not None:
+                await asyncio.to_thread(model.runtime.unload)
         except Exception:
             log.exception("model %s version %s failed to unload", model.name, model.version)
         log.info("model %s version %s unloaded", model.name, model.version)

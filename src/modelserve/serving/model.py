@@ -1,26 +1,78 @@
 """A loaded model version: its declared signature (config merged with what the artifact says),
-request validation against it, and its Triton model-configuration document."""
+request validation against it, and its Triton model-configuration document.
+
+A version is served by a ``Scheduler``: the batcher for a model with a runtime, or whatever a
+model kind brings (a pipeline runs its graph of steps). A version may depend on other models
+(a pipeline's model steps): the lifecycle keeps it out of service while they are not READY.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from modelserve.codecs.tensors import V2_TO_NUMPY, V2_TO_TRITON
+from modelserve.codecs.tensors import V2_TO_NUMPY, V2_TO_TRITON, v2_datatype
 from modelserve.config.model import ModelConfig, TensorConfig
 from modelserve.errors import InternalError, InvalidArgument, ModelLoadError
 from modelserve.runtimes.base import Arrays, LoadContext, Runtime
-from modelserve.scheduling.batcher import Batcher, BatchPolicy
+from modelserve.scheduling.batcher import Batcher, BatchPolicy, Completed
 from modelserve.scheduling.executor import usable_cores
 from modelserve.types import InferenceRequest, RequestedOutput, Tensor, TensorSpec, shape_of
+
+__all__ = [
+    "DEFAULT_MAX_BATCH_SIZE",
+    "Dependency",
+    "LoadedModel",
+    "ModelKind",
+    "Scheduler",
+    "build_loaded_model",
+    "max_batch_size",
+]
 
 DEFAULT_MAX_BATCH_SIZE = 64
 """max_batch_size given to a model whose artifact has a variable first dimension everywhere and
 whose config says nothing."""
+
+
+class Scheduler(Protocol):
+    """What serves a loaded version's requests: ``Batcher`` for a runtime's model."""
+
+    @property
+    def queue_depth(self) -> int: ...
+    @property
+    def in_flight(self) -> int: ...
+
+    async def submit(self, arrays: Arrays, rows: int, deadline: float | None = None) -> Completed:
+        """Run one request (``rows`` on dimension 0) and return its outputs and timings."""
+
+    def close(self) -> None:
+        """Refuse new work; what is queued or running still completes."""
+
+    async def wait_idle(self) -> None:
+        """Return once nothing is queued or running."""
+
+
+@dataclass(frozen=True, slots=True)
+class Dependency:
+    """A model another one needs READY to serve (a pipeline's model step)."""
+
+    name: str
+    version: str = ""
+    """The version it needs; empty: the one a request naming none gets."""
+    label: str = ""
+    """How the dependent names it in reasons (e.g. "step 'detect'")."""
+
+
+class ModelKind(Protocol):
+    """Builds the version of a model whose ``runtime`` is not a runtime but a kind of model
+    served otherwise (``pipeline``); blocking, called from a loader thread."""
+
+    def __call__(self, ctx: LoadContext) -> LoadedModel: ...
 
 
 @dataclass(slots=True)
@@ -30,11 +82,12 @@ class LoadedModel:
     platform: str
     runtime_name: str
     config: ModelConfig
-    runtime: Runtime
+    runtime: Runtime | None
+    """The framework adapter; None for a model kind without one (a pipeline)."""
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     max_batch_size: int
-    batcher: Batcher
+    batcher: Scheduler
     load_ns: int = 0
     """How long loading and warming up this version took (set by the repository)."""
     _inputs_by_name: dict[str, TensorSpec] = field(init=False)
@@ -44,6 +97,16 @@ class LoadedModel:
         self._inputs_by_name = {t.name: t for t in self.inputs}
         self._outputs_by_name = {t.name: t for t in self.outputs}
 
+    # ---- dependencies ------------------------------------------------------------------------
+
+    def dependencies(self) -> tuple[Dependency, ...]:
+        """The models this version needs READY to serve (none for a runtime's model)."""
+        return ()
+
+    def check_dependencies(self, models: Mapping[Dependency, LoadedModel]) -> str | None:
+        """Given the versions serving each dependency, why they do not fit (None: they do)."""
+        return None
+
     # ---- request checks ----------------------------------------------------------------------
 
     def check_inputs(self, request: InferenceRequest) -> Arrays:
@@ -51,28 +114,49 @@ class LoadedModel:
         arrays: Arrays = {}
         batch: int | None = None
         for tensor in request.inputs:
-            spec = self._inputs_by_name.get(tensor.name)
-            if spec is None:
-                raise InvalidArgument(
-                    f"model '{self.name}' has no input '{tensor.name}'; "
-                    f"its inputs are {sorted(self._inputs_by_name)}"
-                )
-            if tensor.datatype != spec.datatype:
-                raise InvalidArgument(
-                    f"input '{tensor.name}': datatype {tensor.datatype} given, "
-                    f"model expects {spec.datatype}"
-                )
-            if not _shape_fits(tensor.shape, spec.shape):
-                raise InvalidArgument(
-                    f"input '{tensor.name}': shape {list(tensor.shape)} does not match "
-                    f"the model's {list(spec.shape)}"
-                )
-            if self.max_batch_size > 0:
-                rows = tensor.shape[0]
-                if batch is not None and rows != batch:
-                    raise InvalidArgument(f"inputs disagree on the batch size ({batch} and {rows})")
-                batch = rows
+            batch = self._check_input(tensor.name, tensor.datatype, tensor.shape, batch)
             arrays[tensor.name] = tensor.data
+        self._check_complete(arrays, batch)
+        return arrays
+
+    def check_arrays(self, arrays: Arrays) -> int | None:
+        """``check_inputs`` for named arrays (a pipeline step's); returns the batch size (None
+        for a model without batching)."""
+        batch: int | None = None
+        for name, array in arrays.items():
+            try:
+                datatype = v2_datatype(array.dtype)
+            except ValueError as exc:
+                raise InvalidArgument(f"input '{name}': {exc}") from None
+            batch = self._check_input(name, datatype, shape_of(array), batch)
+        self._check_complete(arrays, batch)
+        return batch
+
+    def _check_input(
+        self, name: str, datatype: str, shape: tuple[int, ...], batch: int | None
+    ) -> int | None:
+        spec = self._inputs_by_name.get(name)
+        if spec is None:
+            raise InvalidArgument(
+                f"model '{self.name}' has no input '{name}'; "
+                f"its inputs are {sorted(self._inputs_by_name)}"
+            )
+        if datatype != spec.datatype:
+            raise InvalidArgument(
+                f"input '{name}': datatype {datatype} given, model expects {spec.datatype}"
+            )
+        if not _shape_fits(shape, spec.shape):
+            raise InvalidArgument(
+                f"input '{name}': shape {list(shape)} does not match the model's {list(spec.shape)}"
+            )
+        if self.max_batch_size > 0:
+            rows = shape[0]
+            if batch is not None and rows != batch:
+                raise InvalidArgument(f"inputs disagree on the batch size ({batch} and {rows})")
+            return rows
+        return batch
+
+    def _check_complete(self, arrays: Arrays, batch: int | None) -> None:
         missing = [name for name in self._inputs_by_name if name not in arrays]
         if missing:
             raise InvalidArgument(f"model '{self.name}' needs input(s) {missing}")
@@ -80,7 +164,6 @@ class LoadedModel:
             raise InvalidArgument(
                 f"batch size {batch} exceeds the model's max_batch_size {self.max_batch_size}"
             )
-        return arrays
 
     def check_requested(
         self, requested: tuple[RequestedOutput, ...] | None
@@ -234,6 +317,23 @@ def _execution(config: ModelConfig, runtime_name: str) -> str:
     return config.execution
 
 
+def max_batch_size(config: ModelConfig, batchable: bool, specs: tuple[TensorSpec, ...]) -> int:
+    """The configured max_batch_size, else DEFAULT_MAX_BATCH_SIZE for a ``batchable`` model
+    (0 otherwise); a batching model's tensors must all have -1 as first dimension."""
+    if config.max_batch_size is not None:
+        max_batch = config.max_batch_size
+    else:
+        max_batch = DEFAULT_MAX_BATCH_SIZE if batchable else 0
+    if max_batch > 0:
+        for spec in specs:
+            if not spec.shape or spec.shape[0] != -1:
+                raise ModelLoadError(
+                    f"max_batch_size is {max_batch}, so the first dimension of '{spec.name}' "
+                    f"must be -1 (the batch), but its shape is {list(spec.shape)}"
+                )
+    return max_batch
+
+
 def build_loaded_model(
     ctx: LoadContext, runtime: Runtime, runtime_name: str, executor: Executor
 ) -> LoadedModel:
@@ -242,17 +342,7 @@ def build_loaded_model(
     config = ctx.config
     inputs = _merge("inputs", _specs(config.inputs), signature.inputs)
     outputs = _merge("outputs", _specs(config.outputs), signature.outputs)
-    if config.max_batch_size is not None:
-        max_batch = config.max_batch_size
-    else:
-        max_batch = DEFAULT_MAX_BATCH_SIZE if signature.batchable else 0
-    if max_batch > 0:
-        for spec in inputs + outputs:
-            if not spec.shape or spec.shape[0] != -1:
-                raise ModelLoadError(
-                    f"max_batch_size is {max_batch}, so the first dimension of '{spec.name}' "
-                    f"must be -1 (the batch), but its shape is {list(spec.shape)}"
-                )
+    max_batch = max_batch_size(config, signature.batchable, inputs + outputs)
     batching = config.dynamic_batching
     policy = BatchPolicy(
         max_batch_size=max_batch,

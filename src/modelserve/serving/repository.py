@@ -16,6 +16,10 @@ Reasons (in the index, in errors) name files relative to the repository root
 With ``single_model`` (``--model-name``) the root is one model's folder instead, as KServe mounts
 it at ``/mnt/models``: version folders as usual, or, when there are none, the artifact (and
 ``model.yaml``, ``model.py``) directly in the folder, served as version 1.
+
+A loaded version whose dependencies are not READY (a pipeline whose step model is not) is
+*held*: built, but UNAVAILABLE with the reason until the lifecycle puts it back (``hold`` /
+``release``).
 """
 
 from __future__ import annotations
@@ -30,11 +34,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelserve.config.model import ModelConfig, load_model_config, valid_model_name
-from modelserve.errors import InvalidArgument, ModelLoadError, NotFound
+from modelserve.errors import InvalidArgument, ModelLoadError, NotFound, Unavailable
 from modelserve.runtimes.base import LoadContext, Runtime
 from modelserve.runtimes.registry import RuntimeRegistry, infer_runtime_name
 from modelserve.scheduling.process_pool import ProcessRuntime
-from modelserve.serving.model import LoadedModel, build_loaded_model
+from modelserve.serving.model import LoadedModel, ModelKind, build_loaded_model
 from modelserve.serving.warmup import warm_up
 from modelserve.types import IndexEntry, ModelState
 
@@ -54,6 +58,8 @@ class VersionSlot:
     reason: str = ""
     model: LoadedModel | None = None
     fingerprint: str = ""
+    held: LoadedModel | None = None
+    """A loaded version kept out of service because a dependency is not READY."""
 
 
 @dataclass(slots=True)
@@ -123,6 +129,7 @@ class ModelRepository:
         self._registry = registry
         self._executor = executor
         self._models: dict[str, ModelEntry] = {}
+        self._kinds: dict[str, ModelKind] = {}
         forms = {str(self.root), str(self.root.resolve())}
         # the root followed by a separator, or by nothing that could continue a file name
         self._root_paths = re.compile(
@@ -136,6 +143,13 @@ class ModelRepository:
         """``text`` with the paths it names made relative to the repository root (the root
         itself, named alone as a single model's folder is, becomes ``.``)."""
         return self._root_paths.sub(lambda m: "" if m.group().endswith(os.sep) else ".", text)
+
+    def add_kind(self, name: str, build: ModelKind) -> None:
+        """Serve ``runtime: <name>`` models with ``build`` instead of a runtime (the composition
+        root adds ``pipeline``); a name taken twice is an error."""
+        if name in self._kinds or name in self._registry.names():
+            raise ModelLoadError(f"model kind '{name}' is already registered")
+        self._kinds[name] = build
 
     # ---- the folders -------------------------------------------------------------------------
 
@@ -222,12 +236,13 @@ class ModelRepository:
         for version in plan.selected:
             fingerprint = plan.fingerprints[version]
             slot = entry.versions.get(version)
-            if slot is not None and slot.model is not None and slot.fingerprint == fingerprint:
-                continue  # unchanged and serving
+            built = slot is not None and (slot.model or slot.held) is not None
+            if slot is not None and built and slot.fingerprint == fingerprint:
+                continue  # unchanged and serving (or held until what it needs is READY)
             plan.to_load.append(version)
             if slot is None:
                 entry.versions[version] = VersionSlot(version)
-            elif slot.model is None:
+            elif not built:
                 slot.state, slot.reason = ModelState.LOADING, ""
 
     def build(self, plan: LoadPlan) -> LoadPlan:
@@ -259,9 +274,15 @@ class ModelRepository:
     def _load_version(
         self, name: str, model_dir: Path, config: ModelConfig, version: str, version_dir: Path
     ) -> LoadedModel:
+        ctx = LoadContext(name, version, model_dir, version_dir, config)
+        kind = self._kinds.get(config.runtime or "")
+        if kind is not None:
+            started = time.perf_counter_ns()
+            built = kind(ctx)
+            built.load_ns = time.perf_counter_ns() - started
+            return built
         runtime_name = config.runtime or infer_runtime_name(version_dir)
         runtime_cls = self._registry.resolve(runtime_name)
-        ctx = LoadContext(name, version, model_dir, version_dir, config)
         started = time.perf_counter_ns()
         if config.execution == "process":
             runtime: Runtime = ProcessRuntime.start(ctx, runtime_name)
@@ -283,7 +304,7 @@ class ModelRepository:
         retired: list[LoadedModel] = []
         if plan.error:
             entry.reason = plan.error
-            if not any(s.model for s in entry.versions.values()):
+            if not any(s.model or s.held for s in entry.versions.values()):
                 entry.versions.clear()
                 entry.refresh()
             log.error("model %s is unavailable: %s", plan.name, plan.error)
@@ -294,6 +315,9 @@ class ModelRepository:
             slot = entry.versions.setdefault(version, VersionSlot(version))
             if slot.model is not None:
                 retired.append(slot.model)
+            if slot.held is not None:
+                retired.append(slot.held)
+                slot.held = None
             slot.model, slot.fingerprint = loaded, fingerprint
             slot.state, slot.reason = ModelState.READY, ""
             log.info("model %s version %s is READY (%s)", plan.name, version, loaded.platform)
@@ -340,11 +364,57 @@ class ModelRepository:
 
     def _retire_slot(self, entry: ModelEntry, version: str) -> list[LoadedModel]:
         slot = entry.versions[version]
-        if slot.model is None:
+        model = slot.model or slot.held
+        if model is None:
             return []
-        model, slot.model = slot.model, None
+        slot.model = slot.held = None
         slot.state, slot.reason = ModelState.UNLOADING, ""
         return [model]
+
+    # ---- versions held out of service --------------------------------------------------------
+
+    def hold(self, name: str, version: str, reason: str, quiet: bool = False) -> None:
+        """Take a READY version out of service (UNAVAILABLE with ``reason``), keeping it loaded;
+        a held one only gets its reason updated. Logged as a warning unless ``quiet``."""
+        entry = self._entry(name)
+        slot = entry.versions[version]
+        if slot.model is not None:
+            slot.held, slot.model = slot.model, None
+            level = logging.INFO if quiet else logging.WARNING
+            log.log(level, "model %s version %s is UNAVAILABLE: %s", name, version, reason)
+        if slot.held is not None:
+            slot.state, slot.reason = ModelState.UNAVAILABLE, reason
+        entry.refresh()
+
+    def release(self, name: str, version: str) -> None:
+        """Put a held version back in service (READY)."""
+        entry = self._entry(name)
+        slot = entry.versions[version]
+        if slot.held is not None:
+            slot.model, slot.held = slot.held, None
+            slot.state, slot.reason = ModelState.READY, ""
+            entry.refresh()
+            log.info("model %s version %s is READY", name, version)
+
+    def built_versions(self, name: str) -> list[str]:
+        """The versions of ``name`` that are loaded, serving or held."""
+        entry = self._models.get(name)
+        if entry is None:
+            return []
+        return [v for v, s in list(entry.versions.items()) if s.model or s.held]
+
+    def is_built(self, name: str) -> bool:
+        return bool(self.built_versions(name))
+
+    def built_models(self) -> list[LoadedModel]:
+        """Every loaded version, serving or held."""
+        return [
+            model
+            for entry in self._models.values()
+            for slot in list(entry.versions.values())
+            for model in (slot.model, slot.held)
+            if model is not None
+        ]
 
     # ---- lookups -----------------------------------------------------------------------------
 
@@ -360,6 +430,32 @@ class ModelRepository:
 
     def ready_versions(self, name: str) -> list[str]:
         return list(self._entry(name).ready)
+
+    def serving(self, name: str, version: str = "") -> LoadedModel:
+        """The version answering (name, version): the named one, else the model's
+        ``default_version``, else the newest READY. NotFound for an unknown model or version,
+        Unavailable (with the reason) for one that is not READY."""
+        entry = self._entry(name)
+        if not version and entry.default_version is not None:
+            version = entry.default_version
+        if version:
+            slot = entry.versions.get(version)
+            if slot is None:
+                raise NotFound(f"model '{name}' has no version '{version}'")
+            if slot.model is None:
+                why = f": {slot.reason}" if slot.reason else ""
+                raise Unavailable(f"model '{name}' version {version} is {slot.state.value}{why}")
+            return slot.model
+        ready = entry.ready
+        if not ready:
+            reason = entry.reason or "; ".join(
+                f"version {s.version} {s.state.value}" + (f": {s.reason}" if s.reason else "")
+                for s in list(entry.versions.values())
+            )
+            raise Unavailable(f"model '{name}' has no READY version ({reason or 'not loaded'})")
+        model = entry.versions[ready[-1]].model
+        assert model is not None
+        return model
 
     def index(self, ready_only: bool = False) -> list[IndexEntry]:
         rows: list[IndexEntry] = []

@@ -12,7 +12,13 @@ import logging
 from typing import Any
 
 from modelserve.codecs.tensors import DEFAULT_MAX_ELEMENTS
-from modelserve.codecs.v2_json import decode_infer_request, encode_infer_response, json_object
+from modelserve.codecs.v2_json import (
+    decode_infer_request,
+    encode_infer_response,
+    is_raw_body,
+    json_object,
+    raw_infer_request,
+)
 from modelserve.dataplane import DataPlane
 from modelserve.errors import InvalidArgument, MethodNotAllowed, NotFound, ServerError
 from modelserve.observability import Observability, current_request_id
@@ -206,9 +212,13 @@ class RestApp:
                     "Inference-Header-Content-Length must be an integer"
                 ) from None
         try:
-            decoded = decode_infer_request(
-                request.body, header_length, name, version, self._max_tensor_elements
-            )
+            if is_raw_body(request.body, header_length):
+                inputs = self._dp.model_metadata(name, version).inputs
+                decoded = raw_infer_request(request.body, inputs, name, version)
+            else:
+                decoded = decode_infer_request(
+                    request.body, header_length, name, version, self._max_tensor_elements
+                )
         except ServerError as exc:
             self._dp.record_rejected(name, version, exc.code)
             raise
