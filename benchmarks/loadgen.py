@@ -87,6 +87,13 @@ def binary_body(directory: Path, name: str, rows: int, features: int) -> Body:
     return Body(path, "application/octet-stream", len(head), rows)
 
 
+def image_body(directory: Path, name: str, image: Path) -> Body:
+    """A JPEG posted as it is (a raw body: the pipeline's one BYTES input)."""
+    path = directory / f"{name}.jpg"
+    path.write_bytes(image.read_bytes())
+    return Body(path, "image/jpeg")
+
+
 def run_wrk(
     wrk: Tool,
     url: str,

@@ -19,10 +19,10 @@ MS, MLS = "modelserve", "MLServer"
 class Spec:
     """What one row measures."""
 
-    scenario: str  # "tiny" | "mlp"
+    scenario: str  # "tiny" | "mlp" | "images"
     server: str  # "modelserve" | "MLServer"
     batching: str  # "off" | "on"
-    transport: str  # "REST JSON" | "REST binary" | "gRPC"
+    transport: str  # "REST JSON" | "REST binary" | "REST image" | "gRPC"
     tool: str  # "wrk" | "perf_analyzer" | "h2load"
     model: str
     concurrency: int
@@ -288,7 +288,7 @@ def finish(results: Results) -> None:
         theirs = pairs.get(key, {}).get(MLS)
         if theirs and theirs.point and theirs.point.req_s > 0:
             row.ratio = row.point.req_s / theirs.point.req_s
-    order = {"tiny": 0, "mlp": 1}
+    order = {"tiny": 0, "mlp": 1, "images": 2}
 
     def sort_key(r: Row) -> tuple[object, ...]:
         s = r.spec

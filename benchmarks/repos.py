@@ -1,7 +1,8 @@
 """Build the model repositories the benchmark serves, under ``.bench/repos/``.
 
 - ``modelserve``: iris_onnx, mlp_onnx and iris_sklearn from ``examples/build_examples.py`` with
-  their committed ``model.yaml``;
+  their committed ``model.yaml``, and the detection example (detector_onnx and the
+  detector_pipeline around it; ``part_image`` is the JPEG its rows post);
 - ``modelserve-batching``: the same with ``dynamic_batching: {max_queue_delay_us: 500}``;
 - ``modelserve-sklearn``: iris_sklearn alone (start-up time and idle RSS against MLServer, which
   serves that model alone);
@@ -22,6 +23,8 @@ from pathlib import Path
 from tools import BENCH_DIR, REPO, log
 
 MODELS = ("iris_onnx", "mlp_onnx", "iris_sklearn")
+DETECTION = ("detector_onnx",)
+PIPELINES = ("detector_pipeline",)  # no artifact: copied from examples/models as it is
 BATCHING_YAML = "\ndynamic_batching:\n  max_queue_delay_us: 500\n"
 MLSERVER_MAX_BATCH_SIZE = 64
 MLSERVER_MAX_BATCH_TIME_S = 0.0005  # the same 500 µs as ours
@@ -34,6 +37,7 @@ class Repos:
     sklearn_only: Path
     mlserver_off: Path
     mlserver_on: Path
+    part_image: Path
 
 
 def _copy_model(build: Path, model: str, target: Path, extra_yaml: str = "") -> None:
@@ -90,10 +94,15 @@ def build_repos() -> Repos:
         sklearn_only=root / "modelserve-sklearn",
         mlserver_off=root / "mlserver-off",
         mlserver_on=root / "mlserver-on",
+        part_image=REPO / "examples" / "images" / "part.jpg",
     )
     for model in MODELS:
         _copy_model(build, model, repos.modelserve)
         _copy_model(build, model, repos.batching, BATCHING_YAML)
+    for model in DETECTION:
+        _copy_model(build, model, repos.modelserve)
+    for model in PIPELINES:
+        shutil.copytree(REPO / "examples" / "models" / model, repos.modelserve / model)
     _copy_model(build, "iris_sklearn", repos.sklearn_only)
     skops_file = build / "iris_sklearn" / "1" / "model.skops"
     _mlserver_repo(skops_file, repos.mlserver_off, batching=False)

@@ -65,7 +65,7 @@ def startup_pair(bench: Bench, results: Results) -> None:
 
 
 SERVED = {
-    (MS, "off"): "iris_onnx, mlp_onnx, iris_sklearn",
+    (MS, "off"): "iris_onnx, mlp_onnx, iris_sklearn, detector_onnx, detector_pipeline",
     (MS, "on"): "iris_onnx, mlp_onnx, iris_sklearn; dynamic_batching",
     (MLS, "off"): "iris_sklearn",
     (MLS, "on"): "iris_sklearn; adaptive batching",

@@ -32,6 +32,8 @@ def plan(concurrencies: tuple[int, ...]) -> list[Spec]:
             for server in (MS, MLS):
                 specs.append(Spec("tiny", server, batching, "gRPC", "h2load", "iris_sklearn", c))
         specs.append(Spec("mlp", MS, batching, "REST binary", "wrk", "mlp_onnx", 64, 8))
+    # camera images through the detection pipeline: a JPEG posted as it is, one per request
+    specs.append(Spec("images", MS, "off", "REST image", "wrk", "detector_pipeline", 8))
     return specs
 
 
@@ -98,6 +100,8 @@ class Bench:
             datatype = "FP64" if spec.model == "iris_sklearn" else "FP32"
             if spec.transport == "REST binary":
                 body = loadgen.binary_body(self.logs, name, spec.rows_per_request, 256)
+            elif spec.transport == "REST image":
+                body = loadgen.image_body(self.logs, name, self.repos.part_image)
             elif spec.transport == "gRPC":
                 body = loadgen.grpc_body(self.logs, name, spec.model, datatype, outputs)
             else:

@@ -27,6 +27,22 @@ def test_readme_curl(server: RunningServer) -> None:
     assert {o["name"] for o in answer["outputs"]} == {"label", "probabilities"}
 
 
+def test_readme_image_curl(server: RunningServer) -> None:
+    """The detection example's file post, run from the checkout as a reader would."""
+    command = next(b for b in blocks("sh") if "--data-binary" in b)
+    command = command.replace("localhost:8000", server.url)
+    result = subprocess.run(
+        command, shell=True, capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["model_name"] == "detector_pipeline"
+    outputs = {o["name"]: o for o in answer["outputs"]}
+    assert set(outputs) == {"boxes", "scores", "classes", "labels", "count"}
+    assert outputs["count"]["data"][0] >= 1
+    assert set(outputs["labels"]["data"]) <= {"circle", "square", "triangle"}
+
+
 def test_readme_python(server: RunningServer, capsys: pytest.CaptureFixture[str]) -> None:
     (code,) = blocks("python")
     exec(compile(code.replace("127.0.0.1:8000", server.url), "README.md", "exec"), {})
