@@ -1,5 +1,8 @@
 """The transport-neutral use cases both REST and gRPC call: health, metadata, config, infer,
-repository index. Nothing here knows about HTTP or gRPC."""
+repository index. Nothing here knows about HTTP or gRPC.
+
+A model with a response cache (scheduling/cache.py) is looked up before its queue: a hit is
+answered at once, a miss runs as usual and its answer is stored."""
 
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from modelserve.observability.metrics import UNKNOWN_MODEL
 from modelserve.routing.router import Router
 from modelserve.runtimes.base import Arrays
 from modelserve.scheduling.batcher import Completed
+from modelserve.scheduling.cache import CachePartition, requested_key
 from modelserve.serving.lifecycle import Lifecycle
 from modelserve.serving.model import LoadedModel
 from modelserve.serving.repository import ModelRepository
@@ -36,6 +40,7 @@ from modelserve.types import (
     ModelMetadata,
     Parameters,
     ServerMetadata,
+    Tensor,
 )
 
 EXTENSIONS: tuple[str, ...] = (
@@ -169,15 +174,19 @@ class DataPlane:
             specs = model.check_requested(request.outputs)
             batch = request.inputs[0].shape[0] if model.max_batch_size > 0 else None
             deadline = _deadline(request.parameters, model.config.default_timeout_ms)
+            lookup = _Lookup.start(model.answer_cache(), arrays, requested_key(request.outputs))
+            if lookup is not None and lookup.found is not None:
+                outputs = model.build_outputs(lookup.found, specs, batch)
+                self._observability.infer_cached(
+                    model.name, model.version, batch or 1, started, lookup.took(), request.id
+                )
+                return InferenceResponse(model.name, model.version, outputs, request.id)
             submitted = time.perf_counter_ns()
             done = await model.batcher.submit(arrays, batch or 1, deadline)
             received = time.perf_counter_ns()
-            response = InferenceResponse(
-                model_name=model.name,
-                model_version=model.version,
-                outputs=model.build_outputs(done.outputs, specs, batch),
-                id=request.id,
-            )
+            outputs = model.build_outputs(done.outputs, specs, batch)
+            miss_ns = lookup.store(outputs) if lookup is not None else None
+            response = InferenceResponse(model.name, model.version, outputs, request.id)
         except Exception as exc:
             code = exc.code if isinstance(exc, ServerError) else InternalError.code
             self._record_failure(
@@ -185,7 +194,15 @@ class DataPlane:
             )
             raise
         self._observability.infer_succeeded(
-            model.name, model.version, batch or 1, done, started, submitted, received, request.id
+            model.name,
+            model.version,
+            batch or 1,
+            done,
+            started,
+            submitted,
+            received,
+            request.id,
+            cache_miss_ns=miss_ns,
         )
         return response
 
@@ -200,16 +217,33 @@ class DataPlane:
         try:
             model = self._router.resolve(name, version)
             batch = model.check_arrays(arrays)
+            lookup = _Lookup.start(model.answer_cache(), arrays, None)
+            if lookup is not None and lookup.found is not None:
+                tensors = model.build_outputs(lookup.found, model.outputs, batch)
+                self._observability.infer_cached(
+                    model.name, model.version, batch or 1, started, lookup.took(), None, True
+                )
+                return Completed({t.name: t.data for t in tensors}, 0, 0, 0, leads_batch=False)
             submitted = time.perf_counter_ns()
             done = await model.batcher.submit(arrays, batch or 1, deadline)
             received = time.perf_counter_ns()
             tensors = model.build_outputs(done.outputs, model.outputs, batch)
+            miss_ns = lookup.store(tensors) if lookup is not None else None
         except Exception as exc:
             code = exc.code if isinstance(exc, ServerError) else InternalError.code
             self._record_failure(name, version, model, code, started, nested=True)
             raise
         self._observability.infer_succeeded(
-            model.name, model.version, batch or 1, done, started, submitted, received, None, True
+            model.name,
+            model.version,
+            batch or 1,
+            done,
+            started,
+            submitted,
+            received,
+            None,
+            nested=True,
+            cache_miss_ns=miss_ns,
         )
         done.outputs = {tensor.name: tensor.data for tensor in tensors}
         return done
@@ -273,6 +307,7 @@ class DataPlane:
             if model is None:
                 samples.append(ModelSample(row.name, row.version, row.state.value))
             else:
+                cache = model.cache
                 samples.append(
                     ModelSample(
                         row.name,
@@ -281,9 +316,39 @@ class DataPlane:
                         model.batcher.queue_depth,
                         model.batcher.in_flight,
                         model.load_ns / 1e9,
+                        cache.bytes if cache is not None else None,
+                        len(cache.entries) if cache is not None else 0,
                     )
                 )
         return samples
+
+
+class _Lookup:
+    """One request's trip through a response cache: the lookup, then storing a miss."""
+
+    __slots__ = ("began", "cache", "found", "generation", "key", "looked_ns")
+
+    def __init__(self, cache: CachePartition, arrays: Arrays, requested: Any) -> None:
+        self.began = time.perf_counter_ns()
+        self.cache = cache
+        self.generation = cache.generation
+        self.key = cache.key(arrays, requested)
+        self.found = cache.get(self.key)
+        self.looked_ns = time.perf_counter_ns() - self.began
+
+    @classmethod
+    def start(cls, cache: CachePartition | None, arrays: Arrays, requested: Any) -> _Lookup | None:
+        return None if cache is None else cls(cache, arrays, requested)
+
+    def took(self) -> int:
+        """A hit: the time to find it and make the answer's tensors from it."""
+        return time.perf_counter_ns() - self.began
+
+    def store(self, outputs: tuple[Tensor, ...]) -> int:
+        """A miss: keep the computed answer; returns the lookup and insertion time."""
+        began = time.perf_counter_ns()
+        self.cache.put(self.key, {t.name: t.data for t in outputs}, self.generation)
+        return self.looked_ns + time.perf_counter_ns() - began
 
 
 def _deadline(parameters: Parameters, default_timeout_ms: int) -> float | None:

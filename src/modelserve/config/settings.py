@@ -201,6 +201,14 @@ class Settings(BaseModel):
         group="models",
     )
     load_threads: int = option(4, "Model versions loaded in parallel.", group="models", ge=1, le=64)
+    response_cache_mb: float = option(
+        256.0,
+        "Most MiB the response cache holds for all models together (each model with "
+        "response_cache in its model.yaml has its own max_mb too); 0 turns caching off.",
+        group="models",
+        ge=0,
+        le=1_048_576,
+    )
     drain_delay_s: float = option(
         0.0,
         "On SIGTERM, keep serving this long while reporting not-ready.",

@@ -127,10 +127,13 @@ class Observability:
         received_ns: int,
         request_id: str | None,
         nested: bool = False,
+        cache_miss_ns: int | None = None,
     ) -> None:
         """A request answered: it entered the dataplane at ``started_ns``, was queued at
         ``submitted_ns`` and got its outputs back from the batcher at ``received_ns``.
-        ``nested``: a pipeline's step, not the request the transport answers."""
+        ``nested``: a pipeline's step, not the request the transport answers;
+        ``cache_miss_ns``: the response cache did not have it, and looking it up and storing
+        the answer took that long."""
         now = time.perf_counter_ns()
         input_ns = submitted_ns - started_ns
         output_ns = now - received_ns
@@ -143,10 +146,33 @@ class Observability:
         if done.leads_batch:
             stats.executed(done.batch_size, input_ns, done.compute_ns, output_ns)
             series.executed(done.batch_size)
+        if cache_miss_ns is not None:
+            stats.cache_miss(cache_miss_ns)
+            series.cache_misses += 1
         if ctx is not None:
             ctx.model, ctx.version, ctx.outcome, ctx.rows = name, version, SUCCESS, rows
             ctx.batch_size, ctx.submitted_ns = done.batch_size, submitted_ns
             ctx.queue_ns, ctx.compute_ns = done.queue_ns, done.compute_ns
+            ctx.adopt_id(request_id)
+
+    def infer_cached(
+        self,
+        name: str,
+        version: str,
+        rows: int,
+        started_ns: int,
+        lookup_ns: int,
+        request_id: str | None,
+        nested: bool = False,
+    ) -> None:
+        """A request answered from the response cache; finding it took ``lookup_ns``."""
+        now = time.perf_counter_ns()
+        self.stats.version(name, version).cache_hit(now - started_ns, lookup_ns)
+        ctx = None if nested else CURRENT.get()
+        since = ctx.started_ns if ctx is not None else started_ns
+        self.metrics.series(name, version).cache_hit(now - since)
+        if ctx is not None:
+            ctx.model, ctx.version, ctx.outcome, ctx.rows = name, version, SUCCESS, rows
             ctx.adopt_id(request_id)
 
     def infer_failed(

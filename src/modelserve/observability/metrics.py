@@ -59,13 +59,26 @@ class ModelSample:
     queue_depth: int = 0
     batches_in_flight: int = 0
     load_seconds: float | None = None
+    cache_bytes: int | None = None
+    """Bytes its response cache holds (None: it has none)."""
+    cache_entries: int = 0
 
 
 class Series:
     """What one model version recorded since the last flush: outcome counts and histogram
     accumulators, plain integers bumped on the event loop."""
 
-    __slots__ = ("_labels", "_metrics", "batch", "compute", "latency", "outcomes", "queue")
+    __slots__ = (
+        "_labels",
+        "_metrics",
+        "batch",
+        "cache_hits",
+        "cache_misses",
+        "compute",
+        "latency",
+        "outcomes",
+        "queue",
+    )
 
     def __init__(self, metrics: InferenceMetrics, name: str, version: str) -> None:
         self._metrics = metrics
@@ -75,6 +88,8 @@ class Series:
         self.queue = Accumulator(LATENCY_BOUNDS_NS)
         self.compute = Accumulator(LATENCY_BOUNDS_NS)
         self.batch = Accumulator(BATCH_BUCKETS)
+        self.cache_hits = 0
+        self.cache_misses = 0
 
     def count(self, outcome: str) -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
@@ -88,6 +103,12 @@ class Series:
     def executed(self, batch_size: int) -> None:
         self.batch.observe(batch_size)
 
+    def cache_hit(self, latency_ns: int) -> None:
+        """Answered from the response cache: no queue, no execution."""
+        self.count(SUCCESS)
+        self.latency.observe(latency_ns)
+        self.cache_hits += 1
+
     def flush(self) -> None:
         """Move what was recorded into the Prometheus metrics (children made on first use, so
         a version that only ever failed shows no empty queue or compute histograms)."""
@@ -100,6 +121,12 @@ class Series:
         self.queue.flush(lambda: metrics.queue.labels(*labels), 1e-9)
         self.compute.flush(lambda: metrics.compute.labels(*labels), 1e-9)
         self.batch.flush(lambda: metrics.batch_size.labels(*labels))
+        if self.cache_hits:
+            metrics.cache_hits.labels(*labels).inc(self.cache_hits)
+            self.cache_hits = 0
+        if self.cache_misses:
+            metrics.cache_misses.labels(*labels).inc(self.cache_misses)
+            self.cache_misses = 0
 
 
 class InferenceMetrics:
@@ -174,6 +201,32 @@ class InferenceMetrics:
             ("status",),
             registry=registry,
         )
+        self.cache_hits = Counter(
+            "modelserve_response_cache_hits",
+            "Requests answered from the response cache (no queue, no execution).",
+            labels,
+            registry=registry,
+        )
+        self.cache_misses = Counter(
+            "modelserve_response_cache_misses",
+            "Requests to a model with a response cache that the cache did not have.",
+            labels,
+            registry=registry,
+        )
+        self.cache_bytes = Gauge(
+            "modelserve_response_cache_bytes",
+            "Bytes the model version's cached answers hold.",
+            labels,
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.cache_entries = Gauge(
+            "modelserve_response_cache_entries",
+            "Answers the model version's response cache holds.",
+            labels,
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
         self.connections = Gauge(
             "modelserve_http_connections",
             "Open HTTP connections.",
@@ -182,6 +235,7 @@ class InferenceMetrics:
         )
         self._series: dict[tuple[str, str], Series] = {}
         self._shown: set[tuple[str, str]] = set()
+        self._cached: set[tuple[str, str]] = set()
 
     # ---- per request -------------------------------------------------------------------------
 
@@ -212,6 +266,7 @@ class InferenceMetrics:
         stay: they are cumulative)."""
         self.flush()
         shown: set[tuple[str, str]] = set()
+        cached: set[tuple[str, str]] = set()
         for sample in samples:
             key = (sample.name, sample.version)
             shown.add(key)
@@ -221,6 +276,10 @@ class InferenceMetrics:
                 self.load_duration.labels(*key).set(sample.load_seconds)
             else:
                 _remove(self.load_duration, key)
+            if sample.cache_bytes is not None:
+                self.cache_bytes.labels(*key).set(sample.cache_bytes)
+                self.cache_entries.labels(*key).set(sample.cache_entries)
+                cached.add(key)
             for state in MODEL_STATES:
                 self.state.labels(*key, state).set(1 if sample.state == state else 0)
         for key in self._shown - shown:
@@ -228,7 +287,11 @@ class InferenceMetrics:
                 _remove(gauge, key)
             for state in MODEL_STATES:
                 _remove(self.state, (*key, state))
+        for key in self._cached - cached:
+            _remove(self.cache_bytes, key)
+            _remove(self.cache_entries, key)
         self._shown = shown
+        self._cached = cached
         self.connections.set(connections)
 
 

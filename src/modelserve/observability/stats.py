@@ -15,7 +15,10 @@ Counting rules (see docs/metrics.md, "Triton statistics"):
   ``execution_count``: batches executed. ``batch_stats``: one entry per executed batch size, its
   count being the executions of that size.
 - ``last_inference``: milliseconds since the epoch of the latest request, success or failure.
-- Caching does not exist here: ``cache_hit`` and ``cache_miss`` stay zero.
+- The response cache, as Triton counts it: a hit is a ``success`` and a ``queue`` entry (of
+  0 ns), never a ``compute_*`` one, and adds nothing to ``inference_count``,
+  ``execution_count`` or ``batch_stats``; ``cache_hit`` has the lookup time of hits,
+  ``cache_miss`` the lookup and insertion time of misses (their requests run as usual).
 """
 
 from __future__ import annotations
@@ -69,6 +72,10 @@ class VersionStats:
 
     __slots__ = (
         "_batches",
+        "cache_hit_count",
+        "cache_hit_ns",
+        "cache_miss_count",
+        "cache_miss_ns",
         "execution_count",
         "fail_count",
         "fail_ns",
@@ -94,6 +101,10 @@ class VersionStats:
         self.input_ns = 0
         self.infer_ns = 0
         self.output_ns = 0
+        self.cache_hit_count = 0
+        self.cache_hit_ns = 0
+        self.cache_miss_count = 0
+        self.cache_miss_ns = 0
         self._batches: dict[int, list[int]] = {}
         """batch size -> [executions, input ns, infer ns, output ns]"""
 
@@ -121,6 +132,19 @@ class VersionStats:
             entry[2] += infer_ns
             entry[3] += output_ns
 
+    def cache_hit(self, total_ns: int, lookup_ns: int) -> None:
+        """A request answered from the response cache."""
+        self.last_inference_ms = time.time_ns() // 1_000_000
+        self.success_count += 1
+        self.success_ns += total_ns
+        self.cache_hit_count += 1
+        self.cache_hit_ns += lookup_ns
+
+    def cache_miss(self, lookup_ns: int) -> None:
+        """A request the cache did not have (it ran, and ``succeeded`` counts it too)."""
+        self.cache_miss_count += 1
+        self.cache_miss_ns += lookup_ns
+
     def failed(self, total_ns: int) -> None:
         self.last_inference_ms = time.time_ns() // 1_000_000
         self.fail_count += 1
@@ -128,6 +152,7 @@ class VersionStats:
 
     def snapshot(self, name: str, version: str) -> ModelStatistics:
         ok = self.success_count
+        computed = ok - self.cache_hit_count
         batches = tuple(
             BatchStatistics(
                 size,
@@ -146,9 +171,11 @@ class VersionStats:
             success=Duration(ok, self.success_ns),
             fail=Duration(self.fail_count, self.fail_ns),
             queue=Duration(ok, self.queue_ns),
-            compute_input=Duration(ok, self.input_ns),
-            compute_infer=Duration(ok, self.infer_ns),
-            compute_output=Duration(ok, self.output_ns),
+            compute_input=Duration(computed, self.input_ns),
+            compute_infer=Duration(computed, self.infer_ns),
+            compute_output=Duration(computed, self.output_ns),
+            cache_hit=Duration(self.cache_hit_count, self.cache_hit_ns),
+            cache_miss=Duration(self.cache_miss_count, self.cache_miss_ns),
             batch_stats=batches,
         )
 

@@ -20,6 +20,7 @@ from modelserve.config.model import ModelConfig
 from modelserve.pipelines.graph import Graph, build_graph, check_models
 from modelserve.pipelines.runner import PipelineRunner, StepCall
 from modelserve.runtimes.base import LoadContext
+from modelserve.scheduling.cache import CachePartition
 from modelserve.serving.model import Dependency, LoadedModel, max_batch_size
 
 __all__ = ["PIPELINE_PLATFORM", "PipelineKind", "PipelineModel"]
@@ -32,6 +33,8 @@ PIPELINE_PLATFORM = "ensemble"
 class PipelineModel(LoadedModel):
     graph: Graph
     _step_dependencies: dict[str, Dependency] = field(init=False)
+    _step_models: tuple[LoadedModel, ...] = field(init=False, default=())
+    _steps_deterministic: bool = field(init=False, default=True)
 
     def __post_init__(self) -> None:
         LoadedModel.__post_init__(self)
@@ -46,7 +49,17 @@ class PipelineModel(LoadedModel):
 
     def check_dependencies(self, models: Mapping[Dependency, LoadedModel]) -> str | None:
         by_step = {step: models[dep] for step, dep in self._step_dependencies.items()}
+        serving = tuple(by_step.values())
+        if self.cache is not None and serving != self._step_models:
+            self.cache.clear()  # answers of other step versions
+        self._step_models = serving
+        self._steps_deterministic = all(m.config.deterministic for m in serving)
         return check_models(self.graph, by_step)
+
+    def answer_cache(self) -> CachePartition | None:
+        """A pipeline's answers are cached only while all its step models are deterministic;
+        they are dropped whenever the versions its steps use change."""
+        return self.cache if self._steps_deterministic else None
 
     def triton_config(self) -> dict[str, Any]:
         doc = LoadedModel.triton_config(self)

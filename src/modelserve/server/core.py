@@ -25,6 +25,7 @@ from modelserve.dataplane import DataPlane
 from modelserve.observability.service import ObservabilityService
 from modelserve.pipelines import PipelineKind
 from modelserve.routing.router import Router
+from modelserve.scheduling.cache import ResponseCache
 from modelserve.runtimes.registry import RuntimeRegistry
 from modelserve.scheduling.executor import inference_executor
 from modelserve.serving.lifecycle import Lifecycle
@@ -72,11 +73,13 @@ class ServingCore:
         if isinstance(root, str):
             self.remote = RemoteRepository(root, settings.repository_cache_dir, settings.model_name)
             root = self.remote.local_root
+        self.response_cache = ResponseCache(int(settings.response_cache_mb * 1024 * 1024))
         self.repository = ModelRepository(
             root,
             RuntimeRegistry(),
             self.executor,
             single_model=settings.model_name,
+            cache=self.response_cache,
         )
         self.lifecycle = Lifecycle(
             self.repository,

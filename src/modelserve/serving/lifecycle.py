@@ -225,6 +225,8 @@ class Lifecycle:
                 model.version,
                 self._drain_timeout_s,
             )
+        if model.cache is not None:
+            model.cache.clear()
         try:
             if model.runtime is not None:
                 await asyncio.to_thread(model.runtime.unload)

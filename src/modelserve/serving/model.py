@@ -21,6 +21,7 @@ from modelserve.config.model import ModelConfig, TensorConfig
 from modelserve.errors import InternalError, InvalidArgument, ModelLoadError
 from modelserve.runtimes.base import Arrays, LoadContext, Runtime
 from modelserve.scheduling.batcher import Batcher, BatchPolicy, Completed
+from modelserve.scheduling.cache import CachePartition
 from modelserve.scheduling.executor import usable_cores
 from modelserve.types import InferenceRequest, RequestedOutput, Tensor, TensorSpec, shape_of
 
@@ -90,6 +91,8 @@ class LoadedModel:
     batcher: Scheduler
     load_ns: int = 0
     """How long loading and warming up this version took (set by the repository)."""
+    cache: CachePartition | None = None
+    """Its response cache (set by the repository for ``response_cache`` in model.yaml)."""
     _inputs_by_name: dict[str, TensorSpec] = field(init=False)
     _outputs_by_name: dict[str, TensorSpec] = field(init=False)
 
@@ -106,6 +109,10 @@ class LoadedModel:
     def check_dependencies(self, models: Mapping[Dependency, LoadedModel]) -> str | None:
         """Given the versions serving each dependency, why they do not fit (None: they do)."""
         return None
+
+    def answer_cache(self) -> CachePartition | None:
+        """The response cache a request may use now (None: answers are not cached)."""
+        return self.cache
 
     # ---- request checks ----------------------------------------------------------------------
 
@@ -238,6 +245,8 @@ class LoadedModel:
                 key: {"string_value": str(value)} for key, value in self.config.parameters.items()
             },
         }
+        if self.cache is not None:
+            doc["response_cache"] = {"enable": True}
         batching = self.config.dynamic_batching
         if batching is not None:
             doc["dynamic_batching"] = {

@@ -37,6 +37,7 @@ from modelserve.config.model import ModelConfig, load_model_config, valid_model_
 from modelserve.errors import InvalidArgument, ModelLoadError, NotFound, Unavailable
 from modelserve.runtimes.base import LoadContext, Runtime
 from modelserve.runtimes.registry import RuntimeRegistry, infer_runtime_name
+from modelserve.scheduling.cache import ResponseCache
 from modelserve.scheduling.process_pool import ProcessRuntime
 from modelserve.serving.model import LoadedModel, ModelKind, build_loaded_model
 from modelserve.serving.warmup import warm_up
@@ -120,14 +121,17 @@ class ModelRepository:
         registry: RuntimeRegistry,
         executor: Executor,
         single_model: str | None = None,
+        cache: ResponseCache | None = None,
     ) -> None:
         """``single_model``: the root is not a repository but the folder of this one model
         (``--model-name``, KServe's ``/mnt/models``): its version folders, or, when it has none,
-        its artifact directly in it, served as version 1."""
+        its artifact directly in it, served as version 1. ``cache``: where versions with
+        ``response_cache`` keep their answers (none: such versions cache nothing)."""
         self.root = root.absolute()  # so that relative() finds it in every path
         self.single_model = single_model
         self._registry = registry
         self._executor = executor
+        self._cache = cache
         self._models: dict[str, ModelEntry] = {}
         self._kinds: dict[str, ModelKind] = {}
         forms = {str(self.root), str(self.root.resolve())}
@@ -280,6 +284,7 @@ class ModelRepository:
             started = time.perf_counter_ns()
             built = kind(ctx)
             built.load_ns = time.perf_counter_ns() - started
+            self._attach_cache(built)
             return built
         runtime_name = config.runtime or infer_runtime_name(version_dir)
         runtime_cls = self._registry.resolve(runtime_name)
@@ -296,7 +301,22 @@ class ModelRepository:
             runtime.unload()
             raise
         loaded.load_ns = time.perf_counter_ns() - started
+        self._attach_cache(loaded)
         return loaded
+
+    def _attach_cache(self, model: LoadedModel) -> None:
+        wanted = model.config.response_cache
+        if wanted is None:
+            return
+        if self._cache is None or not self._cache.enabled:
+            log.warning(
+                "model %s asks for a response cache, but the server's response cache is off "
+                "(--response-cache-mb 0): its answers are not cached",
+                model.name,
+            )
+            return
+        max_bytes = int(wanted.max_mb * 1024 * 1024)
+        model.cache = self._cache.partition(model.name, model.version, max_bytes)
 
     def commit(self, plan: LoadPlan) -> list[LoadedModel]:
         """Apply a plan at once; returns the models it replaced or retired (to drain)."""
