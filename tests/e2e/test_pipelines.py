@@ -17,7 +17,7 @@ import tritonclient.http as httpclient
 import yaml
 from tritonclient.utils import InferenceServerException
 
-from tests.conftest import Serve
+from tests.conftest import Servers
 from tests.harness import RunningServer, write_python_model
 
 SCALE = """
@@ -97,7 +97,7 @@ def wait_for(condition: Any, timeout: float = 20.0) -> None:
         time.sleep(0.05)
 
 
-def test_a_pipeline_answers_tritonclient_over_rest_and_grpc(serve: Serve, repo: Path) -> None:
+def test_a_pipeline_answers_tritonclient_over_rest_and_grpc(serve: Servers, repo: Path) -> None:
     server = serve(repo)
     http = httpclient.InferenceServerClient(server.url)
     tensor = httpclient.InferInput("features", [2, 4], "FP32")
@@ -139,7 +139,7 @@ def test_a_pipeline_answers_tritonclient_over_rest_and_grpc(serve: Serve, repo: 
         assert line in metrics
 
 
-def test_a_failing_step_fails_the_request_with_the_step_named(serve: Serve, repo: Path) -> None:
+def test_a_failing_step_fails_the_request_with_the_step_named(serve: Servers, repo: Path) -> None:
     server = serve(repo)
     bad = {"inputs": [{"name": "features", "datatype": "FP32", "shape": [1, 4],
                        "data": [1, -1, 2, 3]}]}  # fmt: skip
@@ -159,7 +159,7 @@ def test_a_failing_step_fails_the_request_with_the_step_named(serve: Serve, repo
     assert stats(server, "scale")["inference_stats"]["fail"]["count"] == 2
 
 
-def test_explicit_mode_loads_the_steps_and_follows_their_unload(serve: Serve, repo: Path) -> None:
+def test_explicit_mode_loads_the_steps_and_follows_their_unload(serve: Servers, repo: Path) -> None:
     server = serve(repo, model_control_mode="explicit", load_models=("pipe",))
     rows = index(server)
     assert rows["pipe"]["state"] == "READY" and rows["scale"]["state"] == "READY"
@@ -187,7 +187,9 @@ def test_explicit_mode_loads_the_steps_and_follows_their_unload(serve: Serve, re
     assert index(server)["scale"]["state"] == "READY"
 
 
-def test_a_pipeline_waits_for_a_step_model_that_arrives_later(serve: Serve, tmp_path: Path) -> None:
+def test_a_pipeline_waits_for_a_step_model_that_arrives_later(
+    serve: Servers, tmp_path: Path
+) -> None:
     write_pipeline(tmp_path)
     server = serve(tmp_path, model_control_mode="poll", repository_poll_secs=0.1)
     row = index(server)["pipe"]
@@ -203,7 +205,7 @@ def test_a_pipeline_waits_for_a_step_model_that_arrives_later(serve: Serve, tmp_
 
 
 def test_a_step_model_that_does_not_fit_the_wiring_keeps_it_unavailable(
-    serve: Serve, repo: Path
+    serve: Servers, repo: Path
 ) -> None:
     write_pipeline(
         repo,
@@ -219,7 +221,7 @@ def test_a_step_model_that_does_not_fit_the_wiring_keeps_it_unavailable(
     assert index(server)["pipe"]["state"] == "READY"
 
 
-def test_pipelines_on_a_cycle_are_unavailable(serve: Serve, tmp_path: Path) -> None:
+def test_pipelines_on_a_cycle_are_unavailable(serve: Servers, tmp_path: Path) -> None:
     loop = {
         "inputs": [{"name": "features", "datatype": "FP32", "shape": [-1, 4]}],
         "outputs": [{"name": "best", "datatype": "INT64", "shape": [-1, 2]}],
@@ -241,7 +243,7 @@ def test_pipelines_on_a_cycle_are_unavailable(serve: Serve, tmp_path: Path) -> N
         assert rows[name]["reason"].startswith("dependency cycle: ")
 
 
-def test_a_raw_body_needs_a_model_with_one_bytes_input(serve: Serve, repo: Path) -> None:
+def test_a_raw_body_needs_a_model_with_one_bytes_input(serve: Servers, repo: Path) -> None:
     server = serve(repo)
     reply = httpx.post(f"{server.http}/v2/models/pipe/infer", content=b"\xff\xd8\xff\xe0 jpeg")
     assert reply.status_code == 400

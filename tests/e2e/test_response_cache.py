@@ -14,7 +14,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 import yaml
 
-from tests.conftest import Serve
+from tests.conftest import Servers
 from tests.harness import RunningServer, write_python_model
 
 DOUBLE = """
@@ -56,7 +56,7 @@ def stats(server: RunningServer, model: str) -> dict[str, Any]:
     return httpx.get(f"{server.http}/v2/models/{model}/stats").json()["model_stats"][0]  # type: ignore[no-any-return]
 
 
-def test_identical_requests_are_answered_from_the_cache(serve: Serve, tmp_path: Path) -> None:
+def test_identical_requests_are_answered_from_the_cache(serve: Servers, tmp_path: Path) -> None:
     write_double(tmp_path)
     server = serve(tmp_path)
     http = httpclient.InferenceServerClient(server.url)
@@ -94,7 +94,7 @@ def test_identical_requests_are_answered_from_the_cache(serve: Serve, tmp_path: 
     assert config["response_cache"] == {"enable": True}
 
 
-def test_the_cache_is_bounded_by_its_size(serve: Serve, tmp_path: Path) -> None:
+def test_the_cache_is_bounded_by_its_size(serve: Servers, tmp_path: Path) -> None:
     # each answer is about 300 bytes: three fit in 0.001 MiB
     write_double(tmp_path, response_cache={"max_mb": 0.001})
     server = serve(tmp_path)
@@ -108,7 +108,7 @@ def test_the_cache_is_bounded_by_its_size(serve: Serve, tmp_path: Path) -> None:
     assert (figures["cache_hit"]["count"], figures["cache_miss"]["count"]) == (1, 6)
 
 
-def test_a_non_deterministic_model_cannot_cache(serve: Serve, tmp_path: Path) -> None:
+def test_a_non_deterministic_model_cannot_cache(serve: Servers, tmp_path: Path) -> None:
     write_double(tmp_path, deterministic=False)
     server = serve(tmp_path)
     rows = httpx.post(f"{server.http}/v2/repository/index").json()
@@ -117,7 +117,7 @@ def test_a_non_deterministic_model_cannot_cache(serve: Serve, tmp_path: Path) ->
     assert "response_cache needs a deterministic model" in row["reason"]
 
 
-def test_a_server_total_of_zero_turns_caching_off(serve: Serve, tmp_path: Path) -> None:
+def test_a_server_total_of_zero_turns_caching_off(serve: Servers, tmp_path: Path) -> None:
     write_double(tmp_path)
     server = serve(tmp_path, response_cache_mb=0)
     for _ in range(2):
@@ -151,7 +151,7 @@ def pipeline(repo: Path, step: str) -> None:
 
 @pytest.mark.parametrize("deterministic", [True, False])
 def test_a_pipeline_caches_only_while_its_steps_are_deterministic(
-    serve: Serve, tmp_path: Path, deterministic: bool
+    serve: Servers, tmp_path: Path, deterministic: bool
 ) -> None:
     write_python_model(
         tmp_path, "step", DOUBLE, {"max_batch_size": 8, "deterministic": deterministic}

@@ -90,13 +90,16 @@ class PipelineRunner:
             self._idle_waiters.append(waiter)
             await waiter
 
-    async def submit(self, arrays: Arrays, rows: int, deadline: float | None = None) -> Completed:
-        if self._closed:
-            raise Unavailable(f"model '{self.name}' is unloading")
+    def check_capacity(self) -> None:
         if self._max_in_flight and self._running >= self._max_in_flight:
             raise ResourceExhausted(
                 f"pipeline '{self.name}' is running {self._max_in_flight} requests already"
             )
+
+    async def submit(self, arrays: Arrays, rows: int, deadline: float | None = None) -> Completed:
+        if self._closed:
+            raise Unavailable(f"model '{self.name}' is unloading")
+        self.check_capacity()
         self._running += 1
         try:
             return await self._run(arrays, rows, deadline)

@@ -48,6 +48,9 @@ class Scheduler(Protocol):
     @property
     def in_flight(self) -> int: ...
 
+    def check_capacity(self) -> None:
+        """ResourceExhausted when a request submitted now would be refused for lack of room."""
+
     async def submit(self, arrays: Arrays, rows: int, deadline: float | None = None) -> Completed:
         """Run one request (``rows`` on dimension 0) and return its outputs and timings."""
 
