@@ -170,7 +170,7 @@ class NMS(Transform):
             chosen = chosen[top]
         boxes, best, classes = boxes[chosen], best[chosen], classes[chosen]
         if self.per_class and len(chosen):
-            span = float(np.abs(boxes).max()) + 1.0
+            span = 2.0 * float(np.abs(boxes).max()) + 1.0  # classes never overlap, even < 0
             keep = greedy_nms(
                 boxes + (classes * span)[:, None], best, self.iou_threshold, self.max_detections
             )

@@ -103,3 +103,10 @@ def test_wiring_and_shapes_are_checked() -> None:
         step({"predictions": np.zeros((3, 8), dtype=np.float32)})
     with pytest.raises(ModelLoadError, match="'box_encoding' is for format 'boxes'"):
         NMS(Params("nms", {"box_encoding": "cxcywh"}))
+
+
+def test_classes_never_suppress_each_other_even_with_negative_coordinates() -> None:
+    boxes = np.array([[[0, 0, 10, 10], [-31, -31, -21, -21]]], dtype=np.float32)
+    scores = np.array([[[0.9, 0.0], [0.0, 0.8]]], dtype=np.float32)
+    out = NMS(Params("nms", {"format": "boxes"}))({"boxes": boxes, "scores": scores})
+    assert out["count"].tolist() == [2] and out["classes"].tolist() == [[0, 1]]
