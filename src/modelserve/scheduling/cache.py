@@ -35,7 +35,6 @@ ENTRY_OVERHEAD = 256
 """Bytes counted per entry besides its arrays: the key, the dictionaries' slots, the arrays'
 headers."""
 ENCODING_ONLY = frozenset(("binary_data",))
-_serials = itertools.count(1)
 
 
 def requested_key(outputs: tuple[RequestedOutput, ...] | None) -> tuple[Any, ...] | None:
@@ -71,12 +70,14 @@ class _Entry:
 class CachePartition:
     """One model version's cached answers."""
 
-    def __init__(self, cache: ResponseCache, name: str, version: str, max_bytes: int) -> None:
+    def __init__(
+        self, cache: ResponseCache, name: str, version: str, max_bytes: int, serial: int
+    ) -> None:
         self._cache = cache
         self.name = name
         self.version = version
         self.max_bytes = max_bytes
-        self.serial = next(_serials)
+        self.serial = serial
         self.bytes = 0
         self.generation = 0
         """Bumped by ``clear``: an answer computed before it is not stored after it."""
@@ -147,6 +148,7 @@ class ResponseCache:
         self.max_bytes = max_bytes
         self.bytes = 0
         self.evictions = 0
+        self._serials = itertools.count(1)
         self._order: OrderedDict[tuple[int, bytes], CachePartition] = OrderedDict()
 
     @property
@@ -154,7 +156,8 @@ class ResponseCache:
         return self.max_bytes > 0
 
     def partition(self, name: str, version: str, max_bytes: int) -> CachePartition:
-        return CachePartition(self, name, version, min(max_bytes, self.max_bytes))
+        bound = min(max_bytes, self.max_bytes)
+        return CachePartition(self, name, version, bound, next(self._serials))
 
     # ---- called by the partitions ------------------------------------------------------------
 
