@@ -25,8 +25,8 @@ from modelserve.dataplane import DataPlane
 from modelserve.observability.service import ObservabilityService
 from modelserve.pipelines import PipelineKind
 from modelserve.routing.router import Router
-from modelserve.scheduling.cache import ResponseCache
 from modelserve.runtimes.registry import RuntimeRegistry
+from modelserve.scheduling.cache import ResponseCache
 from modelserve.scheduling.executor import inference_executor
 from modelserve.serving.lifecycle import Lifecycle
 from modelserve.serving.remote import RemoteRepository
