@@ -15,9 +15,9 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from tests.conftest import ROOT, RunningServer, _load_builder
+from tests.harness import ROOT, RunningServer, example_builder
 
-BUILD = _load_builder()
+BUILD = example_builder()
 OUTPUTS = ("boxes", "scores", "classes", "labels", "count")
 LABELS = [name.encode() for name in BUILD.SHAPES]
 
