@@ -36,7 +36,8 @@ class Engine(Protocol):
     def run(self, shards: Sequence[Shard], on_result: OnResult, progress: Progress) -> None:
         """Run the shards, reporting each as it finishes."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Stop and release the engine's own resources (not the predictor: the job's)."""
 
 
 class _Counted:
@@ -124,7 +125,6 @@ class LocalEngine:
 
     def close(self) -> None:
         self._stop.set()
-        self.predictor.close()
 
 
 def _loading(running: dict[Future[Any], tuple[str, Shard, _Counted]]) -> int:

@@ -13,9 +13,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -143,7 +143,6 @@ class BatchJob:
     def __init__(self, options: JobOptions, progress: ProgressSink | None = None) -> None:
         self.options = options
         self.progress = progress
-        self._lock = threading.Lock()
         self._errors = 0
         self._budget = 0
         self._latency = LatencyHistogram()
@@ -157,28 +156,22 @@ class BatchJob:
         files = resolve_inputs(options.inputs)
         predictor = self._predictor()
         try:
-            engine_owned = False
-            plan_columns_, job = self._describe(files, predictor)
-            handle = lock_output(options.output)
-            try:
+            columns, job = self._describe(files, predictor)
+            with contextlib.closing(lock_output(options.output)):
                 manifest = self._manifest(files, job)
-                entries = manifest.shards
-                if all(e.status == "done" for e in entries) and (options.output / SUCCESS).exists():
+                done = all(e.status == "done" for e in manifest.shards)
+                if done and (options.output / SUCCESS).exists():
                     self._note("the job is already complete; nothing to do")
-                    return self._summary(manifest, predictor, started, started, [], 0)
+                    return self._summary(manifest, predictor, started, [], 0.0)
                 (options.output / SUCCESS).unlink(missing_ok=True)
-                plan = self._plan(predictor, plan_columns_, manifest)
+                plan = self._plan(predictor, columns, manifest)
                 engine = self._engine(predictor)
-                engine_owned = True
                 try:
                     return self._execute(engine, plan, manifest, predictor, started)
                 finally:
                     engine.close()
-            finally:
-                handle.close()
         finally:
-            if not engine_owned:
-                predictor.close()
+            predictor.close()  # idempotent: the Dask engine closed it already
 
     # ---- preparation -------------------------------------------------------------------------
 
@@ -330,7 +323,7 @@ class BatchJob:
                 self.progress.finish()
         finished = time.monotonic()
         self._merge_errors(manifest)
-        summary = self._summary(manifest, predictor, started, ready, results, finished - ready)
+        summary = self._summary(manifest, predictor, started, results, finished - ready)
         summary.batch_size = plan.batch_size
         failed = [e for e in manifest.shards if e.status == "failed"]
         left = [e for e in manifest.shards if e.status != "done"]
@@ -368,7 +361,6 @@ class BatchJob:
         manifest: Manifest,
         predictor: Any,
         started: float,
-        ready: float,
         results: Sequence[ShardResult],
         processing_s: float,
     ) -> JobSummary:

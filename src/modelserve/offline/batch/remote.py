@@ -53,7 +53,7 @@ class RemotePredictor:
         meta: Any,
         in_flight: int,
     ) -> None:
-        self._client = client
+        self._client: Any = client
         self._url = url
         self._pinned = version
         self.name = name
@@ -151,7 +151,9 @@ class RemotePredictor:
         }
 
     def close(self) -> None:
-        self._client.close()
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
 
 def _row(arrays: Arrays, index: int) -> Arrays:
