@@ -4,7 +4,7 @@ the MLP (a list column of 256 FP32 values), each with:
 
 - ``local``: ``--engine local``, unpinned (the model runs on one core, reading and writing
   overlap it on the other);
-- ``local-core0``: the same under ``taskset -c 0``, the one core the raw ceiling had;
+- ``core0``: ``--engine local`` under ``taskset -c 0``, the one core the raw ceiling had;
 - ``dask-2``: ``--engine dask --workers 2`` (a local cluster of two worker processes).
 
 Each job reads one Parquet file (row groups of 100,000 rows, the default shard size), keeps the
@@ -32,7 +32,7 @@ from tools import BENCH_DIR, log
 ROW_GROUP = 100_000
 ENGINES: dict[str, tuple[int | None, tuple[str, ...]]] = {
     "local": (None, ()),
-    "local-core0": (0, ()),
+    "core0": (0, ()),
     "dask-2": (None, ("--engine", "dask", "--workers", "2")),
 }
 MODELS = ("iris_onnx", "mlp_onnx")

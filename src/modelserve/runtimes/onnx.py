@@ -79,6 +79,9 @@ class OnnxRuntime(Runtime):
         self._output_names = [spec.name for spec in outputs]
         self._string_inputs = frozenset(s.name for s in inputs if s.datatype == "BYTES")
         self._string_outputs = frozenset(s.name for s in outputs if s.datatype == "BYTES")
+        self._input_names = frozenset(spec.name for spec in inputs)
+        self._plain = not self._string_inputs and not self._string_outputs
+        """No string tensors: arrays go in and come out as they are."""
 
     @classmethod
     def load(cls, ctx: LoadContext) -> OnnxRuntime:
@@ -103,6 +106,11 @@ class OnnxRuntime(Runtime):
         return RuntimeSignature(inputs=self._inputs, outputs=self._outputs, batchable=batchable)
 
     def predict(self, inputs: Arrays) -> Arrays:
+        if self._plain:
+            # run(None) answers every output in the session's order (= _output_names), a few
+            # µs cheaper per call than naming them; that is much of a small model's cost.
+            feed = inputs if inputs.keys() == self._input_names else self._known(inputs)
+            return dict(zip(self._output_names, self._session.run(None, feed), strict=True))
         feed = {
             spec.name: (
                 _to_str_array(inputs[spec.name])
@@ -118,3 +126,6 @@ class OnnxRuntime(Runtime):
             array = np.asarray(value)
             out[name] = _to_bytes_array(array) if name in self._string_outputs else array
         return out
+
+    def _known(self, inputs: Arrays) -> Arrays:
+        return {name: array for name, array in inputs.items() if name in self._input_names}

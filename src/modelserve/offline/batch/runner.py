@@ -30,6 +30,7 @@ from modelserve.offline.batch.readers import read_shard
 from modelserve.offline.batch.sources import Shard
 from modelserve.offline.batch.writer import encode_table, part_name, write_atomic, write_jsonl
 from modelserve.runtimes.base import Arrays
+from modelserve.types import TensorSpec
 
 __all__ = ["ERRORS_DIR", "JobPlan", "ShardResult", "ShardRunner", "errors_name"]
 
@@ -136,7 +137,7 @@ class ShardRunner:
         count = len(loaded.good)
         size = self.plan.batch_size
         durations: list[int] = []
-        pieces: list[tuple[int, int, Arrays]] = []
+        collected = _Collector(predictor.outputs)
         if count:
             first = {n: a[: min(size, count)] for n, a in loaded.arrays.items()}
             predictor.check(first if predictor.batched else {n: a[0] for n, a in first.items()})
@@ -146,11 +147,15 @@ class ShardRunner:
         timed = durations.append
         stopping = self._stop.is_set
         items = list(loaded.arrays.items())
+        single = items[0] if len(items) == 1 else None
         report_every = max(1, PROGRESS_ROWS // size)
         unreported = 0
         for number, start in enumerate(range(0, count, size)):
-            stop = min(start + size, count)
-            batch = {n: a[start:stop] for n, a in items}
+            stop = start + size if start + size < count else count
+            if single is not None:
+                batch = {single[0]: single[1][start:stop]}
+            else:
+                batch = {n: a[start:stop] for n, a in items}
             began = clock()
             try:
                 produced = predict(batch)
@@ -158,10 +163,10 @@ class ShardRunner:
                 raise  # the model broke its contract (outputs, rows): no row is to blame
             except Exception as exc:
                 timed(clock() - began)
-                self._bisect(loaded, start, stop, exc, pieces, failed, durations)
+                self._bisect(loaded, start, stop, exc, collected, failed, durations)
             else:
                 timed(clock() - began)
-                pieces.append((start, stop, produced))
+                collected.put(produced)
             unreported += stop - start
             if number % report_every == 0:
                 if stopping():
@@ -173,8 +178,15 @@ class ShardRunner:
             progress(unreported)
         for position, reason in failed.items():
             loaded.errors.setdefault(int(loaded.good[position]), reason)
-        kept = _positions(pieces, count)
-        outputs = self._assemble(pieces)
+        kept = np.arange(count)
+        if failed:
+            kept = kept[~np.isin(kept, np.fromiter(failed, dtype=np.intp, count=len(failed)))]
+        outputs = collected.result()
+        outputs = (
+            predictor.finish(outputs, len(kept))
+            if outputs is not None
+            else _empty_outputs(predictor)
+        )
         return Inferred(loaded, outputs, loaded.good[kept], LatencyHistogram.of(durations))
 
     def store(self, inferred: Inferred) -> ShardResult:
@@ -230,7 +242,7 @@ class ShardRunner:
         start: int,
         stop: int,
         exc: Exception,
-        pieces: list[tuple[int, int, Arrays]],
+        collected: _Collector,
         failed: dict[int, str],
         durations: list[int],
     ) -> None:
@@ -252,23 +264,10 @@ class ShardRunner:
                 raise
             except Exception as inner:
                 durations.append(time.perf_counter_ns() - began)
-                self._bisect(loaded, low, high, inner, pieces, failed, durations)
+                self._bisect(loaded, low, high, inner, collected, failed, durations)
             else:
                 durations.append(time.perf_counter_ns() - began)
-                pieces.append((low, high, produced))
-
-    def _assemble(self, pieces: list[tuple[int, int, Arrays]]) -> Arrays:
-        rows = sum(stop - start for start, stop, _ in pieces)
-        if not pieces:
-            return _empty_outputs(self.predictor)
-        if len(pieces) == 1:
-            joined = pieces[0][2]
-        else:
-            joined = {
-                spec.name: np.concatenate([np.asarray(p[2][spec.name]) for p in pieces])
-                for spec in self.predictor.outputs
-            }
-        return self.predictor.finish(joined, rows)
+                collected.put(produced)
 
     def _error_records(self, loaded: Loaded) -> list[dict[str, Any]]:
         shard = loaded.shard
@@ -309,14 +308,34 @@ def failed_result(shard: Shard, fmt: str, exc: BaseException) -> ShardResult:
     )
 
 
-def _positions(pieces: list[tuple[int, int, Arrays]], count: int) -> npt.NDArray[Any]:
-    """The positions (into the good rows) that have outputs, in row order; sorts ``pieces``."""
-    pieces.sort(key=lambda piece: piece[0])
-    if len(pieces) == 1 and pieces[0][:2] == (0, count):
-        return np.arange(count)
-    if not pieces:
-        return np.zeros(0, dtype=np.intp)
-    return np.concatenate([np.arange(start, stop) for start, stop, _ in pieces])
+class _Collector:
+    """A shard's outputs, batch by batch, joined once at the end (a list append per batch is
+    cheaper than writing each batch into preallocated arrays; one concatenate per output).
+    Pieces arrive in row order, bisection included."""
+
+    def __init__(self, outputs: tuple[TensorSpec, ...]) -> None:
+        self.names = [spec.name for spec in outputs]
+        self.pieces: list[Arrays] = []
+
+    def put(self, produced: Arrays) -> None:
+        self.pieces.append(produced)
+
+    def result(self) -> Arrays | None:
+        """The outputs of every row that has them, in row order (None: no batch ran)."""
+        pieces = self.pieces
+        if not pieces:
+            return None
+        if len(pieces) == 1:
+            return {name: np.asarray(pieces[0][name]) for name in self.names}
+        joined: Arrays = {}
+        for name in self.names:
+            try:
+                joined[name] = np.concatenate([np.asarray(p[name]) for p in pieces])
+            except ValueError:
+                raise InternalError(
+                    f"output '{name}' has another shape per row in some batches"
+                ) from None
+        return joined
 
 
 def _empty_outputs(predictor: Predictor) -> Arrays:
