@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import dask
 from distributed import Client, LocalCluster, WorkerPlugin, as_completed, get_worker
 
 from modelserve.offline.batch.engines import OnResult, Progress
@@ -96,13 +97,17 @@ class DaskEngine:
         try:
             if self.scheduler is None:
                 count = self.workers or usable_cores()
-                self._cluster = LocalCluster(  # type: ignore[no-untyped-call]
-                    n_workers=count,
-                    threads_per_worker=1,
-                    processes=True,
-                    dashboard_address="127.0.0.1:0",  # never a fixed port on a shared host
-                    silence_logs=logging.ERROR,
-                )
+                # The workers' stack sampler takes the GIL 100 times a second: for a model whose
+                # call takes microseconds that puts ms-long stalls between calls (p99 11 -> 2 ms
+                # on iris_onnx). Our own workers go without it.
+                with dask.config.set({"distributed.worker.profile.enabled": False}):
+                    self._cluster = LocalCluster(  # type: ignore[no-untyped-call]
+                        n_workers=count,
+                        threads_per_worker=1,
+                        processes=True,
+                        dashboard_address="127.0.0.1:0",  # never a fixed port on a shared host
+                        silence_logs=logging.ERROR,
+                    )
                 self._client = Client(self._cluster)  # type: ignore[no-untyped-call]
                 self._note(f"local Dask cluster: {count} worker processes")
             else:
