@@ -162,7 +162,7 @@ def _raw(array: np.ndarray, datatype: str) -> bytes:
     return np.ascontiguousarray(array, array.dtype.newbyteorder("<")).tobytes()
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(data=st.data(), typed=st.booleans(), request_id=st.text(max_size=8))
 def test_valid_messages_decode_to_the_values_sent(
     data: st.DataObject, typed: bool, request_id: str
