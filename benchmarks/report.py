@@ -27,13 +27,15 @@ class Spec:
     model: str
     concurrency: int
     rows_per_request: int = 1
+    logging: str = "off"  # "off" | "file": payload logging of every request to a file sink
 
     @property
     def key(self) -> str:
         transport = self.transport.replace(" ", "-").lower()
+        logging = f"/logging-{self.logging}" if self.logging != "off" else ""
         return (
             f"{self.scenario}/{transport}/{self.tool}/{self.model}/{self.server}"
-            f"/batching-{self.batching}/c{self.concurrency}"
+            f"/batching-{self.batching}{logging}/c{self.concurrency}"
         )
 
     @property
@@ -44,6 +46,7 @@ class Spec:
             self.tool,
             self.model,
             self.batching,
+            self.logging,
             str(self.concurrency),
         )
 
@@ -93,6 +96,7 @@ ROW_HEADERS = (
     "model",
     "conc",
     "batching",
+    "logging",
     "req/s",
     "rows/s",
     "p50 ms",
@@ -107,7 +111,14 @@ RIGHT = {"conc", "req/s", "rows/s", "p50 ms", "p99 ms", "errors", "CPU µs/req",
 
 def _row_cells(row: Row) -> list[str]:
     s, p = row.spec, row.point
-    head = [s.server, f"{s.transport} ({s.tool})", s.model, str(s.concurrency), s.batching]
+    head = [
+        s.server,
+        f"{s.transport} ({s.tool})",
+        s.model,
+        str(s.concurrency),
+        s.batching,
+        s.logging,
+    ]
     if p is None:
         return [*head, "n/a", "", "", "", "", "", "", ""]
     errors = f"{p.errors} !" if p.errors else "0"
@@ -299,6 +310,7 @@ def finish(results: Results) -> None:
             s.model,
             s.concurrency,
             s.batching,
+            s.logging,
             s.server != MS,
         )
 

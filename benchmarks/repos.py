@@ -4,6 +4,8 @@
   their committed ``model.yaml``, and the detection example (detector_onnx and the
   detector_pipeline around it; ``part_image`` is the JPEG its rows post);
 - ``modelserve-batching``: the same with ``dynamic_batching: {max_queue_delay_us: 500}``;
+- ``modelserve-logging``: the same as ``modelserve`` with payload logging of every iris_onnx
+  request to a file sink (``.bench/payloads/``, rotated at 100 MB, one old file kept);
 - ``modelserve-sklearn``: iris_sklearn alone (start-up time and idle RSS against MLServer, which
   serves that model alone);
 - ``mlserver-off`` / ``mlserver-on``: MLServer's repository with the same fitted iris_sklearn
@@ -26,6 +28,11 @@ MODELS = ("iris_onnx", "mlp_onnx", "iris_sklearn")
 DETECTION = ("detector_onnx",)
 PIPELINES = ("detector_pipeline",)  # no artifact: copied from examples/models as it is
 BATCHING_YAML = "\ndynamic_batching:\n  max_queue_delay_us: 500\n"
+PAYLOAD_DIR = BENCH_DIR / "payloads"
+LOGGING_YAML = (
+    "\nlogging:\n  sample_rate: 1.0\n  sinks:\n"
+    f"    - {{type: file, path: {PAYLOAD_DIR / 'iris_onnx.jsonl'}, rotate_mb: 100, keep: 1}}\n"
+)
 MLSERVER_MAX_BATCH_SIZE = 64
 MLSERVER_MAX_BATCH_TIME_S = 0.0005  # the same 500 µs as ours
 
@@ -34,6 +41,7 @@ MLSERVER_MAX_BATCH_TIME_S = 0.0005  # the same 500 µs as ours
 class Repos:
     modelserve: Path
     batching: Path
+    logging: Path
     sklearn_only: Path
     mlserver_off: Path
     mlserver_on: Path
@@ -91,6 +99,7 @@ def build_repos() -> Repos:
     repos = Repos(
         modelserve=root / "modelserve",
         batching=root / "modelserve-batching",
+        logging=root / "modelserve-logging",
         sklearn_only=root / "modelserve-sklearn",
         mlserver_off=root / "mlserver-off",
         mlserver_on=root / "mlserver-on",
@@ -99,6 +108,7 @@ def build_repos() -> Repos:
     for model in MODELS:
         _copy_model(build, model, repos.modelserve)
         _copy_model(build, model, repos.batching, BATCHING_YAML)
+        _copy_model(build, model, repos.logging, LOGGING_YAML if model == "iris_onnx" else "")
     for model in DETECTION:
         _copy_model(build, model, repos.modelserve)
     for model in PIPELINES:

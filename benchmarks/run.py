@@ -65,20 +65,22 @@ def startup_pair(bench: Bench, results: Results) -> None:
 
 
 SERVED = {
-    (MS, "off"): "iris_onnx, mlp_onnx, iris_sklearn, detector_onnx, detector_pipeline",
-    (MS, "on"): "iris_onnx, mlp_onnx, iris_sklearn; dynamic_batching",
-    (MLS, "off"): "iris_sklearn",
-    (MLS, "on"): "iris_sklearn; adaptive batching",
+    (MS, "off", "off"): "iris_onnx, mlp_onnx, iris_sklearn, detector_onnx, detector_pipeline",
+    (MS, "on", "off"): "iris_onnx, mlp_onnx, iris_sklearn; dynamic_batching",
+    (MS, "off", "file"): "iris_onnx, mlp_onnx, iris_sklearn; iris_onnx payload logging to a file",
+    (MLS, "off", "off"): "iris_sklearn",
+    (MLS, "on", "off"): "iris_sklearn; adaptive batching",
 }
 
 
 def server_rows(bench: Bench, results: Results) -> None:
-    for (kind, batching), srv in bench.servers.items():
+    for (kind, batching, logging), srv in bench.servers.items():
         if isinstance(srv, servers.Server):
             name = (
                 kind if kind == MS else f"MLServer (parallel_workers={bench.args.mlserver_workers})"
             )
-            info = ServerInfo(name, SERVED[kind, batching], srv.startup_s, srv.idle_rss_mb)
+            served = SERVED[kind, batching, logging]
+            info = ServerInfo(name, served, srv.startup_s, srv.idle_rss_mb)
             results.servers.append(info)
     alone = next((s for s in results.servers if s.name == MS and s.repo == "iris_sklearn"), None)
     other = next((s for s in results.servers if s.name != MS and s.repo == "iris_sklearn"), None)

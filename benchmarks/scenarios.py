@@ -34,6 +34,11 @@ def plan(concurrencies: tuple[int, ...]) -> list[Spec]:
         specs.append(Spec("mlp", MS, batching, "REST binary", "wrk", "mlp_onnx", 64, 8))
     # camera images through the detection pipeline: a JPEG posted as it is, one per request
     specs.append(Spec("images", MS, "off", "REST image", "wrk", "detector_pipeline", 8))
+    # Payload logging of every request to a file (sample_rate 1.0), next to the rows above
+    # without it: what logging costs on the hot path (docs/benchmarks.md#payload-logging).
+    for c in concurrencies:
+        specs.append(Spec("tiny", MS, "off", "REST JSON", "wrk", "iris_onnx", c, logging="file"))
+        specs.append(Spec("tiny", MS, "off", "gRPC", "h2load", "iris_onnx", c, logging="file"))
     return specs
 
 
@@ -47,7 +52,7 @@ class Bench:
     repos: Repos
     logs: Path
     tools: dict[str, tools.Tool | None] = field(default_factory=dict)
-    servers: dict[tuple[str, str], servers.Server | str] = field(default_factory=dict)
+    servers: dict[tuple[str, str, str], servers.Server | str] = field(default_factory=dict)
     bodies: dict[str, loadgen.Body] = field(default_factory=dict)
     grpc_flag: bool = True
     failures: list[str] = field(default_factory=list)  # servers that did not start
@@ -70,17 +75,19 @@ class Bench:
         if any(spec.server == MLS for spec in specs):
             self.tool("mlserver", tools.ensure_mlserver)
 
-    def server(self, kind: str, batching: str) -> servers.Server | str:
+    def server(self, kind: str, batching: str, logging: str = "off") -> servers.Server | str:
         """The running server, or why there is none."""
-        key = (kind, batching)
+        key = (kind, batching, logging)
         if key not in self.servers:
-            self.servers[key] = self._start(kind, batching)
+            self.servers[key] = self._start(kind, batching, logging)
         return self.servers[key]
 
-    def _start(self, kind: str, batching: str) -> servers.Server | str:
+    def _start(self, kind: str, batching: str, logging: str) -> servers.Server | str:
         try:
             if kind == MS:
                 repo = self.repos.batching if batching == "on" else self.repos.modelserve
+                if logging == "file":
+                    repo = self.repos.logging
                 return servers.start_modelserve(repo, batching, self.logs, self.grpc_flag)
             mlserver = self.tool("mlserver", tools.ensure_mlserver)
             if mlserver is None:
@@ -110,7 +117,7 @@ class Bench:
         return self.bodies[name]
 
     def measure(self, spec: Spec) -> Row:
-        srv = self.server(spec.server, spec.batching)
+        srv = self.server(spec.server, spec.batching, spec.logging)
         if isinstance(srv, str):
             return Row(spec, na=srv)
         if not srv.model_ready(spec.model):

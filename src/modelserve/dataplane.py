@@ -24,6 +24,7 @@ from modelserve.errors import (
     ServerError,
     Unavailable,
 )
+from modelserve.monitoring.events import EventBus
 from modelserve.observability import ModelSample, ModelStatistics, Observability
 from modelserve.observability.metrics import UNKNOWN_MODEL
 from modelserve.routing.router import Router
@@ -61,7 +62,10 @@ class DataPlane:
         server_name: str = "modelserve",
         server_version: str = "0.0.0",
         observability: Observability | None = None,
+        events: EventBus | None = None,
     ) -> None:
+        """``events``: where one InferenceEvent per inference request is published (payload
+        logging and monitoring subscribe to it); nothing is built while it has no consumer."""
         self._repository = repository
         self._router = router
         self._lifecycle = lifecycle
@@ -70,6 +74,7 @@ class DataPlane:
         self._ready = False
         self._observability = observability if observability is not None else Observability()
         self._observability.watch_models(self._model_samples)
+        self.events = events if events is not None else EventBus()
 
     # ---- server ------------------------------------------------------------------------------
 
@@ -126,12 +131,17 @@ class DataPlane:
                 override = parse_model_config(document, Path(name) / "config parameter")
             except ModelLoadError as exc:
                 raise InvalidArgument(str(exc)) from None
-            if override.trust or (override.runtime is not None and ":" in override.runtime):
-                # Whoever holds an API token must not turn on unpickling or import arbitrary
-                # modules: only the operator, in model.yaml on disk (docs/security.md).
+            if (
+                override.trust
+                or (override.runtime is not None and ":" in override.runtime)
+                or override.logging is not None
+            ):
+                # Whoever holds an API token must not turn on unpickling, import arbitrary
+                # modules or make the server write files and connect to hosts (payload
+                # logging): only the operator, in model.yaml on disk (docs/security.md).
                 raise InvalidArgument(
-                    "a config given through the API may not set 'trust' or name a "
-                    "'module:Class' runtime; put those in model.yaml on disk"
+                    "a config given through the API may not set 'trust' or 'logging' or name "
+                    "a 'module:Class' runtime; put those in model.yaml on disk"
                 )
         await self._lifecycle.load_on_request(name, override)
 
@@ -160,6 +170,9 @@ class DataPlane:
             model.batcher.check_capacity()
         except ServerError as exc:
             self._record_failure(name, version, model, exc.code, time.perf_counter_ns())
+            if self.events.active:
+                request = InferenceRequest(name, (), version)
+                self.events.failed(request, model.version, exc.code, exc.message, None)
             raise
 
     async def infer(self, request: InferenceRequest) -> InferenceResponse:
@@ -180,6 +193,8 @@ class DataPlane:
                 self._observability.infer_cached(
                     model.name, model.version, batch or 1, started, lookup.took(), request.id
                 )
+                if self.events.active:
+                    self.events.succeeded(request, model.version, outputs, started)
                 return InferenceResponse(model.name, model.version, outputs, request.id)
             submitted = time.perf_counter_ns()
             done = await model.batcher.submit(arrays, batch or 1, deadline)
@@ -192,6 +207,10 @@ class DataPlane:
             self._record_failure(
                 request.model_name, request.model_version, model, code, started, request.id
             )
+            if self.events.active:
+                message = exc.message if isinstance(exc, ServerError) else "internal server error"
+                version = model.version if model is not None else ""
+                self.events.failed(request, version, code, message, started)
             raise
         self._observability.infer_succeeded(
             model.name,
@@ -204,6 +223,8 @@ class DataPlane:
             request.id,
             cache_miss_ns=miss_ns,
         )
+        if self.events.active:
+            self.events.succeeded(request, model.version, response.outputs, started)
         return response
 
     async def run_step(
@@ -248,9 +269,11 @@ class DataPlane:
         done.outputs = {tensor.name: tensor.data for tensor in tensors}
         return done
 
-    def record_rejected(self, name: str, version: str, code: ErrorCode) -> None:
+    def record_rejected(self, name: str, version: str, code: ErrorCode, message: str = "") -> None:
         """An inference request the transport could not decode (it never reached ``infer``)."""
         self._record_failure(name, version, None, code, None)
+        if self.events.active:
+            self.events.failed(InferenceRequest(name, (), version), "", code, message, None)
 
     def _record_failure(
         self,

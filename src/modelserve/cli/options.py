@@ -22,6 +22,7 @@ _GROUP_TITLES = {
     "limits": "limits (docs/security.md)",
     "security": "security (docs/security.md)",
     "observability": "observability (docs/observability.md)",
+    "events": "payload logging and event streams (docs/payload-logging.md)",
 }
 
 

@@ -34,6 +34,7 @@ _GROUP_TITLES = {
     "limits": "Limits",
     "security": "Security",
     "observability": "Observability",
+    "events": "Payload logging and event streams",
 }
 
 

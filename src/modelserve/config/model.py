@@ -10,6 +10,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from modelserve.config.payload import PayloadLoggingConfig
 from modelserve.errors import ModelLoadError
 
 MODEL_CONFIG_FILE = "model.yaml"
@@ -240,6 +241,12 @@ class ModelConfig(BaseModel):
         ge=0,
         description="Deadline for requests that set none; 0 = none. A request past its deadline "
         "while queued is answered 504 without running.",
+    )
+
+    logging: PayloadLoggingConfig | None = Field(
+        default=None,
+        description="Payload logging: sample rate, mode, redaction and sinks "
+        "(docs/payload-logging.md); when left out, the server's payload_logging setting.",
     )
 
     steps: list[PipelineStep] | None = Field(

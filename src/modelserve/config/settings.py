@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic.fields import FieldInfo
 
 from modelserve.config.model import valid_model_name
+from modelserve.config.payload import PayloadLoggingConfig, parse_inline
 
 __all__ = [
     "ENV_PREFIX",
@@ -34,7 +35,7 @@ __all__ = [
 SCOPE_PATTERN = r"^(read|admin|infer|infer:[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127})$"
 ENV_PREFIX = "MODELSERVE_"
 REMOTE_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
-GROUPS = ("server", "models", "limits", "security", "observability")
+GROUPS = ("server", "models", "limits", "security", "observability", "events")
 
 
 def option(
@@ -306,6 +307,25 @@ class Settings(BaseModel):
         group="observability",
         metavar="URL",
     )
+    # ---- payload logging and event streams (docs/payload-logging.md) ----
+    payload_logging: PayloadLoggingConfig | None = option(
+        None,
+        "Payload logging of every model whose model.yaml has no 'logging:' key: the same "
+        "document, as YAML or JSON, e.g. '{sinks: [{type: file, path: payloads.jsonl}]}'.",
+        group="events",
+        metavar="YAML",
+    )
+    log_dir: Path | None = option(
+        None,
+        "Folder that relative payload-log paths and the dead-letter files are resolved "
+        "against (default: the working directory).",
+        group="events",
+    )
+
+    @field_validator("payload_logging", mode="before")
+    @classmethod
+    def _inline_payload_logging(cls, value: Any) -> Any:
+        return parse_inline(value)
 
     @field_validator("model_repository", mode="before")
     @classmethod

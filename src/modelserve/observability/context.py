@@ -15,18 +15,24 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Collection, Mapping, Sequence
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
-from typing import TypeGuard
+from typing import Any, TypeGuard
 
 __all__ = [
     "CURRENT",
     "MAX_REQUEST_ID_LENGTH",
+    "HeaderSource",
     "RequestContext",
     "current_request_id",
+    "header_values",
     "new_request_id",
     "usable_id",
 ]
+
+HeaderSource = Mapping[str, str] | Sequence[tuple[str, Any]] | None
+"""HTTP headers (a dict of lower-case names) or gRPC invocation metadata ((key, value) pairs)."""
 
 MAX_REQUEST_ID_LENGTH = 128
 """Longer client-given ids are not used: they end up in every log line."""
@@ -46,7 +52,10 @@ class RequestContext:
     started_ns: int = field(default_factory=time.perf_counter_ns)
     """perf_counter_ns when the request reached the transport."""
     started_wall_ns: int = field(default_factory=time.time_ns)
-    """The same instant on the wall clock (for trace spans)."""
+    """The same instant on the wall clock (for trace spans and inference events)."""
+    headers: HeaderSource = None
+    """The request's headers as the transport got them, kept by reference (nothing is copied
+    per request): read with ``header_values`` when an inference event needs some."""
     # ---- noted by the dataplane (an inference request) ----
     model: str = ""
     version: str = ""
@@ -102,3 +111,17 @@ def current_request_id() -> str:
     """The id of the request being served, or a fresh one outside any request."""
     ctx = CURRENT.get()
     return ctx.request_id if ctx is not None else new_request_id()
+
+
+def header_values(source: HeaderSource, names: Collection[str]) -> dict[str, str]:
+    """The values of the headers ``names`` (lower case) that ``source`` carries; binary gRPC
+    metadata (``-bin`` keys) is left out."""
+    if not source or not names:
+        return {}
+    if isinstance(source, Mapping):
+        return {name: source[name] for name in names if name in source}
+    found: dict[str, str] = {}
+    for key, value in source:
+        if key in names and isinstance(value, str):
+            found[key] = value
+    return found

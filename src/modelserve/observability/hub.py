@@ -29,7 +29,7 @@ from prometheus_client.process_collector import ProcessCollector
 from modelserve.errors import ErrorCode
 from modelserve.observability.access import AccessLog
 from modelserve.observability.connections import ConnectionCounter
-from modelserve.observability.context import CURRENT, RequestContext, usable_id
+from modelserve.observability.context import CURRENT, HeaderSource, RequestContext, usable_id
 from modelserve.observability.exposition import render
 from modelserve.observability.metrics import OUTCOMES, SUCCESS, InferenceMetrics, ModelSample
 from modelserve.observability.stats import StatsBook
@@ -73,6 +73,7 @@ class Observability:
         self.connections = ConnectionCounter()
         self.multiprocess_dir = multiprocess_dir
         self._models: Callable[[], Iterable[ModelSample]] = tuple
+        self._refreshers: list[Callable[[], None]] = []
         if process_metrics:
             ProcessCollector(registry=self.registry)
             PlatformCollector(registry=self.registry)
@@ -88,10 +89,13 @@ class Observability:
         request_id: str | None = None,
         traceparent: str | None = None,
         tracestate: str | None = None,
+        headers: HeaderSource = None,
     ) -> RequestContext:
-        """Open the context of a request that just arrived; it is current until ``end``."""
+        """Open the context of a request that just arrived; it is current until ``end``.
+        ``headers`` are kept by reference for inference events."""
         given = request_id if usable_id(request_id) else None
         ctx = RequestContext(transport, method, target, given, traceparent, tracestate)
+        ctx.headers = headers
         ctx.token = CURRENT.set(ctx)
         return ctx
 
@@ -207,9 +211,17 @@ class Observability:
         """Where the state gauges come from (the dataplane reads its repository)."""
         self._models = source
 
+    def on_refresh(self, refresher: Callable[[], None]) -> None:
+        """Call ``refresher`` whenever the gauges are refreshed (before each scrape, every few
+        seconds with several processes, and at shutdown): for other components' metrics that
+        count on the hot path in plain integers (the payload sinks' drop counters)."""
+        self._refreshers.append(refresher)
+
     def refresh(self) -> None:
         """Set the state gauges now."""
         self.metrics.refresh(self._models(), self.connections.count)
+        for refresher in self._refreshers:
+            refresher()
 
     async def exposition(self, accept: str | None = None) -> tuple[bytes, str]:
         """Refresh on the loop, render in a thread: (body, content type)."""

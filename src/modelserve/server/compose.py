@@ -48,6 +48,8 @@ class Server:
         self.telemetry = self.core.telemetry
         self.router = self.core.router
         self.dataplane = self.core.dataplane
+        self.events = self.core.events
+        self.payloads = self.core.payloads
         self.auth = (
             Authenticator(settings.auth_tokens, settings.auth_health)
             if settings.auth_tokens

@@ -1,5 +1,6 @@
 """The transport-free half of a server, built from Settings: the inference executor, the model
-repository (a remote one too), the lifecycle, observability, the router and the dataplane.
+repository (a remote one too), the lifecycle, observability, the router, the dataplane, and the
+inference events with payload logging.
 
 ``Server`` (compose.py) puts the REST and gRPC transports on top of it; ``Client.local``
 (client/local.py) uses it alone, in the caller's process, with no socket. Whatever a request
@@ -11,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import threading
 from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
@@ -22,6 +25,10 @@ from pydantic import ValidationError
 
 from modelserve.config.settings import Settings
 from modelserve.dataplane import DataPlane
+from modelserve.monitoring.events import EventBus
+from modelserve.monitoring.payloads import PayloadLogging
+from modelserve.monitoring.sinks.metrics import PayloadMetrics
+from modelserve.monitoring.sinks.registry import SinkContext
 from modelserve.observability.service import ObservabilityService
 from modelserve.pipelines import PipelineKind
 from modelserve.routing.router import Router
@@ -91,6 +98,7 @@ class ServingCore:
         )
         self.telemetry = ObservabilityService(settings, CollectorRegistry())
         self.router = Router(self.repository)
+        self.events = EventBus()
         self.dataplane = DataPlane(
             self.repository,
             self.router,
@@ -98,8 +106,26 @@ class ServingCore:
             settings.server_name,
             package_version(),
             self.telemetry.observability,
+            self.events,
         )
         self.repository.add_kind("pipeline", PipelineKind(self.dataplane.run_step, self.executor))
+        self.payloads = PayloadLogging(
+            self.events,
+            PayloadMetrics(self.telemetry.observability.registry),
+            SinkContext(
+                settings.log_dir if settings.log_dir is not None else Path.cwd(),
+                f".{os.getpid()}" if settings.reuse_port else "",
+                socket.gethostname(),
+            ),
+            settings.payload_logging,
+        )
+        self.telemetry.observability.on_refresh(self.payloads.refresh)
+        # first, so that a model's sinks follow it before anything else awaits
+        self.lifecycle.listeners.insert(0, self._apply_payload_logging)
+
+    async def _apply_payload_logging(self) -> None:
+        configs = {model.name: model.config.logging for model in self.repository.loaded_models()}
+        await self.payloads.apply(configs)
 
     async def load_models(self) -> None:
         """Load the startup models (every model, or ``load_models``), then turn ready."""
@@ -119,6 +145,7 @@ class ServingCore:
         blocked. False when model threads were still busy at the end (a ``predict`` that does
         not return): they hold the process at exit, so a server should exit at once."""
         await self.lifecycle.stop()
+        await self.payloads.stop(self.settings.shutdown_timeout_s)
         idle = await self._shutdown_executor(EXECUTOR_GRACE_S)
         await self.telemetry.stop()
         return idle

@@ -56,6 +56,7 @@ def observe_unary(full_name: str, call: Unary, observability: Observability) -> 
             metadata_value(metadata, REQUEST_ID_KEY),
             metadata_value(metadata, "traceparent"),
             metadata_value(metadata, "tracestate"),
+            metadata,
         )
         ctx.adopt_id(getattr(request, "id", None))
         context.set_trailing_metadata(((REQUEST_ID_KEY, ctx.request_id),))

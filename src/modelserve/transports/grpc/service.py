@@ -201,7 +201,9 @@ class InferenceServicer:
         try:
             return decode_infer_request(request, self._max_elements)
         except ServerError as exc:
-            self._dp.record_rejected(request.model_name, request.model_version, exc.code)
+            self._dp.record_rejected(
+                request.model_name, request.model_version, exc.code, exc.message
+            )
             raise
 
     async def ModelStreamInfer(
@@ -210,13 +212,14 @@ class InferenceServicer:
         """Run up to STREAM_WINDOW requests at once; answer each, in order, with a response or
         an error message."""
         window = asyncio.Semaphore(STREAM_WINDOW)
+        metadata = context.invocation_metadata()
         queue: asyncio.Queue[asyncio.Task[pb.ModelStreamInferResponse] | None] = asyncio.Queue()
 
         async def read() -> None:
             try:
                 async for request in requests:
                     await window.acquire()
-                    queue.put_nowait(asyncio.create_task(self._stream_answer(request)))
+                    queue.put_nowait(asyncio.create_task(self._stream_answer(request, metadata)))
             finally:
                 queue.put_nowait(None)
 
@@ -238,7 +241,7 @@ class InferenceServicer:
                     left.cancel()
 
     async def _stream_answer(
-        self, request: pb.ModelInferRequest | Undecodable
+        self, request: pb.ModelInferRequest | Undecodable, metadata: Any
     ) -> pb.ModelStreamInferResponse:
         """One request of a stream, observed on its own (its id: the V2 ``id`` or a new one).
         An undecodable message is answered in-band like any other bad request."""
@@ -247,7 +250,9 @@ class InferenceServicer:
         else:
             undecodable = None
         observability = self._observability
-        ctx = observability.begin("grpc", "ModelStreamInfer", STREAM_TARGET, request.id or None)
+        ctx = observability.begin(
+            "grpc", "ModelStreamInfer", STREAM_TARGET, request.id or None, headers=metadata
+        )
         status = "OK"
         try:
             if undecodable is not None:

@@ -83,6 +83,7 @@ class RestApp:
             headers.get("x-request-id"),
             headers.get("traceparent"),
             headers.get("tracestate"),
+            headers,
         )
         reply: Reply | None = None
         try:
@@ -220,7 +221,7 @@ class RestApp:
                     request.body, header_length, name, version, self._max_tensor_elements
                 )
         except ServerError as exc:
-            self._dp.record_rejected(name, version, exc.code)
+            self._dp.record_rejected(name, version, exc.code, exc.message)
             raise
         response = await self._dp.infer(decoded)
         payload, json_length = encode_infer_response(response, decoded.parameters, decoded.outputs)
