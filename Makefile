@@ -5,7 +5,8 @@ STAMP := $(VENV)/.installed-dev
 RUN_STAMP := $(VENV)/.installed-run
 MODELS := examples/models
 
-.PHONY: run test check bench examples format clean system-packages image image-base test-image
+.PHONY: run test check bench examples format clean system-packages image image-base test-image \
+	manifests
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +49,11 @@ EXTRAS ?= onnx,sklearn,s3
 CA_BUNDLE ?= $(PIP_CERT)
 COMMA := ,
 ENGINE ?= $(if $(shell command -v podman),podman$(if $(shell command -v runc), --runtime runc),docker)
+
+manifests: $(RUN_STAMP)
+	rm -rf deploy/kubernetes
+	$(PY) -m modelserve k8s render --image $(IMAGE) --models s3://models/repository \
+		--out deploy/kubernetes
 
 image:
 	$(ENGINE) build $(if $(findstring podman,$(ENGINE)),--format docker) -f deploy/Dockerfile \

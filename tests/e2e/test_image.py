@@ -108,6 +108,9 @@ def test_image_metadata(image: str) -> None:
     assert env["MODELSERVE_MODEL_REPOSITORY"] == "/models"
     assert env["MODELSERVE_DRAIN_DELAY_SECS"] == "5"
     assert env["MODELSERVE_SHUTDOWN_TIMEOUT_SECS"] == "25"
+    render = ["run", "--rm", *_ulimits(), "--entrypoint", "modelserve", image, "k8s", "render"]
+    manifests = podman(*render, "--image", image, "--models", "/models").stdout
+    assert "kind: Deployment" in manifests and "modelserve-dashboard.json" in manifests
 
 
 def test_serves_the_examples_and_drains_on_sigterm(image: str, readable_models: Path) -> None:

@@ -13,11 +13,11 @@ import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
 
-from modelserve.cli import batch, serve, tools
+from modelserve.cli import batch, k8s, serve, tools
 
 __all__ = ["CommandError", "build_parser", "main"]
 
-COMMANDS: tuple[ModuleType, ...] = (serve, tools, batch)
+COMMANDS: tuple[ModuleType, ...] = (serve, tools, batch, k8s)
 
 
 class CommandError(Exception):
