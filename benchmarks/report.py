@@ -75,6 +75,7 @@ class Results:
     meta: dict[str, Any]
     rows: list[Row] = field(default_factory=list)
     raw: list[dict[str, Any]] = field(default_factory=list)
+    client: list[dict[str, Any]] = field(default_factory=list)
     servers: list[ServerInfo] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     batch: list[BatchRow] = field(default_factory=list)
@@ -158,6 +159,29 @@ def _md(headers: Sequence[str], rows: list[list[str]], right: set[str]) -> list[
     return ["| " + " | ".join(r) + " |" for r in (list(headers), rule, *rows)]
 
 
+CLIENT_HEADERS = ("protocol", "client", "calls", "CPU µs/call", "µs/call", "CPU vs tritonclient")
+
+
+def _client_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
+    """One row per client; the CPU ratio against tritonclient on the same protocol."""
+    triton = {r["protocol"]: r["cpu_us_per_call"] for r in rows if r["client"].startswith("trit")}
+    cells = []
+    for r in rows:
+        base = triton.get(r["protocol"])
+        ratio = r["cpu_us_per_call"] / base if base and not r["client"].startswith("trit") else None
+        cells.append(
+            [
+                r["protocol"],
+                r["client"],
+                str(r["calls"]),
+                _num(r["cpu_us_per_call"]),
+                _num(r["wall_us_per_call"]),
+                _ratio(ratio),
+            ]
+        )
+    return cells
+
+
 def _sections(results: Results) -> list[tuple[str, Sequence[str], list[list[str]], set[str]]]:
     rows = [_row_cells(r) for r in results.rows]
     raw_headers = ("model", "call", "batch", "calls/s", "rows/s", "µs/call")
@@ -228,6 +252,12 @@ def _sections(results: Results) -> list[tuple[str, Sequence[str], list[list[str]
             batch_headers,
             batch_rows,
             set(batch_headers[2:]),
+        ),
+        (
+            "Client CPU per request (iris_onnx, 1 row, sequential; client on core 1)",
+            CLIENT_HEADERS,
+            _client_rows(results.client),
+            set(CLIENT_HEADERS[2:]),
         ),
         (
             "Raw in-process ceiling (core 0, one thread)",
@@ -328,6 +358,7 @@ def write(results: Results, directory: Path) -> None:
             for r in results.rows
         ],
         "raw": results.raw,
+        "client": results.client,
         "servers": [asdict(s) for s in results.servers],
         "batch": [{"key": b.key, **asdict(b)} for b in results.batch],
         "notes": results.notes,

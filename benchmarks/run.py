@@ -48,6 +48,29 @@ def raw_ceiling(bench: Bench) -> list[dict[str, object]]:
     return result
 
 
+def client_cpu(bench: Bench) -> list[dict[str, object]]:
+    """modelserve.client's CPU per request against tritonclient's (client_cpu.py), on core 1
+    against the modelserve server on core 0."""
+    srv = bench.server(MS, "off")
+    if isinstance(srv, str) or srv.grpc_port is None:
+        bench.failures.append(f"client CPU: no modelserve server with gRPC ({srv})")
+        return []
+    out = bench.logs / "client_cpu.json"
+    argv = [sys.executable, str(Path(__file__).with_name("client_cpu.py"))]
+    argv += [str(srv.http_port), str(srv.grpc_port), "--seconds", str(bench.args.seconds)]
+    argv += ["--out", str(out)]
+    proc = servers.spawn(argv, cpu=1, log_path=bench.logs / "client_cpu.log")
+    try:
+        proc.wait(60 + 10 * bench.args.seconds)
+    finally:
+        servers.stop(proc)
+    if proc.returncode != 0 or not out.exists():
+        tools.log(f"client CPU failed: {(bench.logs / 'client_cpu.log').read_text()[-500:]}")
+        return []
+    result: list[dict[str, object]] = json.loads(out.read_text())
+    return result
+
+
 def startup_pair(bench: Bench, results: Results) -> None:
     """Start-up time and idle RSS of modelserve serving iris_sklearn alone, as MLServer does."""
     try:
@@ -126,7 +149,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--only",
         default="",
         help="comma-separated substrings of row keys "
-        "(e.g. grpc, mlp, MLServer, batching-on, c64, raw, startup)",
+        "(e.g. grpc, mlp, MLServer, batching-on, c64, raw, startup, client)",
     )
     parser.add_argument("--seconds", type=float, help="per point (default 6, --quick 3)")
     parser.add_argument(
@@ -163,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     specs = [s for s in plan((1, 64) if args.quick else (1, 8, 64)) if selected(s.key, args.only)]
     batch_keys = [k for k in batch.row_keys() if selected(k, args.only)]
     if args.list:
-        print("\n".join(["raw", "startup", *batch.row_keys(), *(s.key for s in specs)]))
+        print("\n".join(["raw", "startup", "client", *batch.row_keys(), *(s.key for s in specs)]))
         return 0
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
@@ -195,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
             )
         if selected("startup", args.only):
             startup_pair(bench, results)
+        if selected("client", args.only):
+            tools.log("client CPU per request: modelserve.client and tritonclient")
+            results.client = client_cpu(bench)
         for spec in specs:
             tools.log(f"{spec.key}")
             results.rows.append(bench.measure(spec))

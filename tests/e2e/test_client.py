@@ -5,6 +5,7 @@ REST and gRPC APIs do."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -156,6 +157,18 @@ async def test_async_client_runs_calls_concurrently(
     assert len({answer.id for answer in answers}) == 8
     for answer in answers:
         assert answer["label"].tolist() == expected["label"].tolist()
+
+
+def test_a_connection_the_server_closed_while_idle_is_not_reused(
+    serve: Servers, model_repo: Path
+) -> None:
+    """The server closes idle keep-alive connections after 0.3 s; the client's next call must
+    open a new one rather than fail on the dead one (with no retry to hide it)."""
+    running = serve(model_repo, load_models=("iris_onnx",), keepalive_timeout_s=0.3)
+    with Client(running.http, retries=0) as client:
+        first = client.predict("iris_onnx", X, outputs=["label"])
+        time.sleep(1.2)
+        assert client.predict("iris_onnx", X, outputs=["label"]).tolist() == first.tolist()
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)

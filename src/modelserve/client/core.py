@@ -15,17 +15,24 @@ from modelserve.types import InferenceRequest, InferenceResponse, ModelMetadata,
 __all__ = ["ClientCore", "ExperimentAction", "open_async", "open_sync"]
 
 ExperimentAction = Literal["promote", "rollback", "stop"]
+MAX_ID_LENGTH = 128
+"""The longest request id a modelserve server keeps (it makes its own for a longer one)."""
+
+
+def usable_id(value: str) -> bool:
+    return 0 < len(value) <= MAX_ID_LENGTH and value.isascii() and value.isprintable()
 
 
 def open_sync(
     endpoint: Endpoint, token: str | None, timeout: float, binary: bool
 ) -> tuple[Api, SyncTransport]:
-    """The Api and a blocking transport for ``endpoint`` (imports httpx or grpc only now)."""
+    """The Api and a blocking transport for ``endpoint`` (imports grpc only now)."""
     if endpoint.protocol == "grpc":
         from modelserve.client.grpc import GrpcApi, GrpcOptions, GrpcTransport
 
         return GrpcApi(), GrpcTransport(GrpcOptions(endpoint, token, timeout))
-    from modelserve.client.rest import HttpOptions, HttpTransport, RestApi
+    from modelserve.client.http_pool import HttpTransport
+    from modelserve.client.rest import HttpOptions, RestApi
 
     return RestApi(binary), HttpTransport(HttpOptions(endpoint, token, timeout))
 
@@ -33,11 +40,13 @@ def open_sync(
 def open_async(
     endpoint: Endpoint, token: str | None, timeout: float, binary: bool
 ) -> tuple[Api, AsyncTransport]:
+    """The Api and an asyncio transport for ``endpoint`` (imports httpx or grpc only now)."""
     if endpoint.protocol == "grpc":
         from modelserve.client.grpc import AsyncGrpcTransport, GrpcApi, GrpcOptions
 
         return GrpcApi(), AsyncGrpcTransport(GrpcOptions(endpoint, token, timeout))
-    from modelserve.client.rest import AsyncHttpTransport, HttpOptions, RestApi
+    from modelserve.client.http_async import AsyncHttpTransport
+    from modelserve.client.rest import HttpOptions, RestApi
 
     return RestApi(binary), AsyncHttpTransport(HttpOptions(endpoint, token, timeout))
 
@@ -80,6 +89,11 @@ class ClientCore:
         request_id: str | None,
         parameters: Mapping[str, str | int | float | bool] | None,
     ) -> tuple[Prepared, Call[tuple[InferenceResponse, str]]]:
+        if request_id is not None and not usable_id(request_id):
+            raise InvalidInputError(
+                f"id {request_id[:40]!r}: a request id is printable ASCII, at most "
+                f"{MAX_ID_LENGTH} characters (it travels in headers and log lines)"
+            )
         prepared = prepare(data, meta)
         if isinstance(outputs, str):
             outputs = [outputs]

@@ -19,10 +19,11 @@ class PredictionFrame(pd.DataFrame):  # type: ignore[misc]
     """A DataFrame with the call's ``id``, ``model_name`` and ``model_version`` (pandas carries
     them through slicing and copies: ``_metadata``)."""
 
-    _metadata = ["id", "model_name", "model_version"]
+    _metadata = ["id", "model_name", "model_version", "outputs"]
     id: str | None
     model_name: str
     model_version: str
+    outputs: dict[str, npt.NDArray[Any]]
 
     @property
     def _constructor(self) -> type[PredictionFrame]:
@@ -54,4 +55,5 @@ def to_frame(
     frame.id = id
     frame.model_name = model_name
     frame.model_version = model_version
+    frame.outputs = dict(outputs)
     return frame

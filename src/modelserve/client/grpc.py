@@ -35,6 +35,7 @@ from modelserve.codecs.tensors import V2_TO_NUMPY, decode_raw, encode_raw
 from modelserve.errors import ServerError
 from modelserve.protocol import grpc_service_pb2 as pb
 from modelserve.types import (
+    EMPTY_PARAMS,
     InferenceRequest,
     InferenceResponse,
     ModelMetadata,
@@ -139,19 +140,19 @@ def decode_infer(answer: GrpcAnswer) -> tuple[InferenceResponse, str]:
     raw = message.raw_output_contents
     outputs: list[Tensor] = []
     for position, output in enumerate(message.outputs):
-        shape = tuple(int(d) for d in output.shape)
+        shape = tuple(output.shape)
         if raw:
             data = decode_raw(output.name, output.datatype, shape, raw[position])
         else:
             data = _typed(output, shape)
-        parameters = _parameters(output.parameters)
+        parameters = _parameters(output.parameters) if output.parameters else EMPTY_PARAMS
         outputs.append(Tensor(output.name, output.datatype, shape, data, parameters))
     response = InferenceResponse(
         model_name=message.model_name,
         model_version=message.model_version,
         outputs=tuple(outputs),
         id=message.id or None,
-        parameters=_parameters(message.parameters),
+        parameters=_parameters(message.parameters) if message.parameters else EMPTY_PARAMS,
     )
     return response, answer.trailing.get("x-request-id", "")
 
@@ -407,9 +408,12 @@ class GrpcTransport:
         return stub
 
     def call(self, call: Call[T]) -> T:
+        """The answer; its request id is the one sent (modelserve answers under the caller's
+        id, which the client makes sure it can use), so the trailing metadata of a success is
+        not read: ``with_call`` would cost a call object per request."""
         grpc_call = _grpc(call)
         try:
-            message, state = self._stub(grpc_call).with_call(
+            message = self._stub(grpc_call)(
                 grpc_call.request,
                 timeout=self._options.timeout,
                 metadata=_metadata_for(grpc_call, self._options.token),
@@ -423,7 +427,7 @@ class GrpcTransport:
                 _trailing(failed.trailing_metadata()),
                 self._where,
             ) from None
-        return _finish(grpc_call, message, _trailing(state.trailing_metadata()), self._where)
+        return _finish(grpc_call, message, {}, self._where)
 
     def close(self) -> None:
         self._channel.close()

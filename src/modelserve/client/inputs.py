@@ -123,7 +123,8 @@ def prepare(value: Any, meta: ModelMetadata) -> Prepared:
 def mirror(prepared: Prepared, response: InferenceResponse, request_id: str) -> Any:
     """The outputs of ``response`` in the kind ``prepared`` was given."""
     outputs: dict[str, npt.NDArray[Any]] = {t.name: t.data for t in response.outputs}
-    ident = {
+    answered = dict(outputs)
+    ident: dict[str, Any] = {
         "id": request_id,
         "model_name": response.model_name,
         "model_version": response.model_version,
@@ -139,10 +140,10 @@ def mirror(prepared: Prepared, response: InferenceResponse, request_id: str) -> 
             }
         if len(outputs) == 1:
             (only,) = outputs.values()
-            return PredictedArray.wrap(only, **ident)
-        return Outputs(outputs, **ident)
+            return PredictedArray.wrap(only, outputs=answered, **ident)
+        return Outputs(outputs, outputs=answered, **ident)
     if kind is Kind.FRAME:
         from modelserve.client.frames import to_frame
 
         return to_frame(outputs, prepared.rows, prepared.index, **ident)
-    return Rows(output_rows(outputs, prepared.rows), **ident)
+    return Rows(output_rows(outputs, prepared.rows), outputs=answered, **ident)

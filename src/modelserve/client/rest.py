@@ -1,4 +1,6 @@
-"""The V2 REST API over HTTP/1.1 (httpx, pooled keep-alive connections).
+"""The V2 REST API: the calls (``RestApi``), the tensor codec and how an answer is read; the
+transports that carry them over HTTP/1.1 are http_pool.py (``Client``: the standard library's
+http.client on pooled keep-alive connections) and http_async.py (``AsyncClient``: httpx).
 
 Inference uses Triton's binary tensor extension by default in both directions: a JSON header
 (its length in ``Inference-Header-Content-Length``) followed by the raw little-endian tensors,
@@ -10,20 +12,17 @@ answer ``UnsupportedError`` on a server that does not have them.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 from urllib.parse import quote
 
-import httpx
 import orjson
 
 from modelserve.client.calls import Call, ExperimentMethod, Label
 from modelserve.client.connection import Endpoint
 from modelserve.client.errors import (
     ClientError,
-    ConnectionFailedError,
-    DeadlineError,
     InvalidInputError,
     TlsError,
     UnsupportedError,
@@ -43,7 +42,16 @@ from modelserve.types import (
     TensorSpec,
 )
 
-__all__ = ["AsyncHttpTransport", "HttpAnswer", "HttpCall", "HttpTransport", "RestApi"]
+__all__ = [
+    "HttpAnswer",
+    "HttpCall",
+    "HttpOptions",
+    "RestApi",
+    "as_http_call",
+    "finish",
+    "tls_cause",
+    "tls_failure",
+]
 
 T = TypeVar("T")
 
@@ -417,42 +425,7 @@ def finish(call: HttpCall[T], answer: HttpAnswer, where: str) -> T:
     raise error_for_http(answer.status, f"{call.what}: {message}", rid, retry_after)
 
 
-def _tls_cause(exc: BaseException) -> ssl.SSLError | None:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ssl.SSLError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
-def _failure(call: HttpCall[Any], exc: httpx.HTTPError, where: str, timeout: float) -> ClientError:
-    tls = _tls_cause(exc)
-    if tls is not None:
-        reason = (tls.reason or "handshake failed").replace("_", " ").lower()
-        detail = getattr(tls, "verify_message", "")
-        return TlsError(
-            f"{call.what}: TLS with {where} failed: {reason}" + (f" ({detail})" if detail else ""),
-            request_id=call.request_id,
-        )
-    if isinstance(exc, httpx.ConnectTimeout | httpx.ConnectError | httpx.PoolTimeout):
-        return ConnectionFailedError(
-            f"{call.what}: cannot connect to {where}: {exc or type(exc).__name__}",
-            request_id=call.request_id,
-        )
-    if isinstance(exc, httpx.TimeoutException):
-        return DeadlineError(
-            f"{call.what}: no answer from {where} within {timeout:g} s",
-            request_id=call.request_id,
-        )
-    return ConnectionFailedError(
-        f"{call.what}: the connection to {where} failed: {exc or type(exc).__name__}",
-        sent=True,
-        request_id=call.request_id,
-    )
-
-
-def _http(call: Call[T]) -> HttpCall[T]:
+def as_http_call(call: Call[T]) -> HttpCall[T]:
     if not isinstance(call, HttpCall):
         raise TypeError(f"a REST transport cannot run {type(call).__name__}")
     return cast("HttpCall[T]", call)
@@ -466,70 +439,20 @@ class HttpOptions:
     max_connections: int = 100
 
 
-def _client_kwargs(options: HttpOptions) -> dict[str, Any]:
-    headers = {"user-agent": "modelserve-client"}
-    if options.token:
-        headers["authorization"] = f"Bearer {options.token}"
-    tls = options.endpoint.tls
-    return {
-        "base_url": options.endpoint.base_url,
-        "headers": headers,
-        "timeout": options.timeout,
-        "verify": tls.ssl_context() if tls is not None else False,
-        "limits": httpx.Limits(
-            max_connections=options.max_connections,
-            max_keepalive_connections=options.max_connections,
-        ),
-        "trust_env": False,
-    }
+def tls_cause(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error behind a connection failure, if one is."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
-class HttpTransport:
-    """Runs REST calls on one pooled ``httpx.Client`` (thread-safe)."""
-
-    def __init__(self, options: HttpOptions) -> None:
-        self._options = options
-        self._where = options.endpoint.base_url
-        self._client = httpx.Client(**_client_kwargs(options))
-
-    def call(self, call: Call[T]) -> T:
-        call = _http(call)
-        headers = {"x-request-id": call.request_id, **call.headers}
-        try:
-            reply = self._client.request(call.method, call.path, content=call.body, headers=headers)
-        except httpx.HTTPError as exc:
-            raise _failure(call, exc, self._where, self._options.timeout) from None
-        return finish(
-            call, HttpAnswer(reply.status_code, reply.headers, reply.content), self._where
-        )
-
-    def close(self) -> None:
-        self._client.close()
-
-
-class AsyncHttpTransport:
-    """Runs REST calls on one pooled ``httpx.AsyncClient``."""
-
-    def __init__(self, options: HttpOptions) -> None:
-        self._options = options
-        self._where = options.endpoint.base_url
-        self._client = httpx.AsyncClient(**_client_kwargs(options))
-
-    def call(self, call: Call[T]) -> Awaitable[T]:
-        return self._call(call)
-
-    async def _call(self, call: Call[T]) -> T:
-        call = _http(call)
-        headers = {"x-request-id": call.request_id, **call.headers}
-        try:
-            reply = await self._client.request(
-                call.method, call.path, content=call.body, headers=headers
-            )
-        except httpx.HTTPError as exc:
-            raise _failure(call, exc, self._where, self._options.timeout) from None
-        return finish(
-            call, HttpAnswer(reply.status_code, reply.headers, reply.content), self._where
-        )
-
-    async def close(self) -> None:
-        await self._client.aclose()
+def tls_failure(call: HttpCall[Any], error: ssl.SSLError, where: str) -> TlsError:
+    reason = (error.reason or "handshake failed").replace("_", " ").lower()
+    detail = getattr(error, "verify_message", "")
+    return TlsError(
+        f"{call.what}: TLS with {where} failed: {reason}" + (f" ({detail})" if detail else ""),
+        request_id=call.request_id,
+    )

@@ -1,8 +1,9 @@
 """What the client returns: plain data with the call's identity attached.
 
 ``predict`` answers in the kind it was given (inputs.py decides which), each carrying ``id``
-(the request id the server answered under: give it to ``send_labels``), ``model_name`` and
-``model_version`` (which version answered):
+(the request id the server answered under: give it to ``send_labels``), ``model_name``,
+``model_version`` (which version answered) and ``outputs`` (every output as the numpy array the
+server answered, whatever the kind):
 
 - ``Outputs``: a dict of output name to numpy array (a dict in, or an array in for a model
   with several outputs);
@@ -40,19 +41,22 @@ class Outputs(dict[str, npt.NDArray[Any]]):
     id: str
     model_name: str
     model_version: str
+    outputs: dict[str, npt.NDArray[Any]]
 
     def __init__(
         self,
-        outputs: dict[str, npt.NDArray[Any]],
+        arrays: dict[str, npt.NDArray[Any]],
         *,
         id: str,
         model_name: str,
         model_version: str,
+        outputs: dict[str, npt.NDArray[Any]] | None = None,
     ) -> None:
-        super().__init__(outputs)
+        super().__init__(arrays)
         self.id = id
         self.model_name = model_name
         self.model_version = model_version
+        self.outputs = outputs if outputs is not None else dict(arrays)
 
     def __repr__(self) -> str:
         return (
@@ -67,21 +71,30 @@ class PredictedArray(np.ndarray[Any, Any]):
     id: str | None
     model_name: str
     model_version: str
+    outputs: dict[str, npt.NDArray[Any]]
 
     @classmethod
     def wrap(
-        cls, array: npt.NDArray[Any], *, id: str, model_name: str, model_version: str
+        cls,
+        array: npt.NDArray[Any],
+        *,
+        id: str,
+        model_name: str,
+        model_version: str,
+        outputs: dict[str, npt.NDArray[Any]],
     ) -> PredictedArray:
         out = np.asarray(array).view(cls)
         out.id = id
         out.model_name = model_name
         out.model_version = model_version
+        out.outputs = outputs
         return out
 
     def __array_finalize__(self, obj: Any) -> None:
         self.id = getattr(obj, "id", None)
         self.model_name = getattr(obj, "model_name", "")
         self.model_version = getattr(obj, "model_version", "")
+        self.outputs = getattr(obj, "outputs", {})
 
 
 class Rows(list[dict[str, Any]]):
@@ -90,6 +103,7 @@ class Rows(list[dict[str, Any]]):
     id: str
     model_name: str
     model_version: str
+    outputs: dict[str, npt.NDArray[Any]]
 
     def __init__(
         self,
@@ -98,8 +112,10 @@ class Rows(list[dict[str, Any]]):
         id: str,
         model_name: str,
         model_version: str,
+        outputs: dict[str, npt.NDArray[Any]],
     ) -> None:
         super().__init__(rows)
         self.id = id
         self.model_name = model_name
         self.model_version = model_version
+        self.outputs = outputs

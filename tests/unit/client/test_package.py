@@ -32,9 +32,12 @@ def test_import_loads_no_protocol_library_and_no_server() -> None:
     assert _loaded("from modelserve.client import Client, AsyncClient", heavy + SERVER_SIDE) == []
 
 
-def test_a_rest_client_loads_httpx_only() -> None:
+def test_a_rest_client_loads_no_protocol_library() -> None:
+    """Client speaks REST with the standard library; AsyncClient with httpx."""
     code = "from modelserve.client import Client\nClient('127.0.0.1:1').close()"
     names = ("httpx", "grpc", "pandas", *SERVER_SIDE)
+    assert _loaded(code, names) == []
+    code = "from modelserve.client import AsyncClient\nAsyncClient('127.0.0.1:1')"
     assert _loaded(code, names) == ["httpx"]
 
 

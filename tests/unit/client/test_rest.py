@@ -1,15 +1,11 @@
 """The REST requests the client builds, read by a real HTTP server started here (the standard
-library's), which records each request and answers what the test scripts: the endpoints of the
-monitoring and experiment issues, the binary extension, errors and retries."""
+library's, tests/recorder.py), which records each request and answers what the test scripts:
+the endpoints of the monitoring and experiment issues, the binary extension, errors, retries."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import numpy as np
 import orjson
@@ -25,73 +21,13 @@ from modelserve.client import (
 )
 from modelserve.codecs.v2_json import encode_infer_response
 from modelserve.types import InferenceResponse, Tensor
-
-
-@dataclass
-class Seen:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return orjson.loads(self.body)
-
-
-@dataclass
-class Recorder:
-    """Answers each request with the next scripted answer for its path (the last one repeats)."""
-
-    answers: dict[str, list[tuple[int, dict[str, str], bytes]]] = field(default_factory=dict)
-    seen: list[Seen] = field(default_factory=list)
-    url: str = ""
-
-    def answer(self, path: str, status: int, doc: Any = None, **headers: str) -> None:
-        body = doc if isinstance(doc, bytes) else orjson.dumps(doc if doc is not None else {})
-        self.answers.setdefault(path, []).append((status, headers, body))
-
-    def take(self, path: str) -> tuple[int, dict[str, str], bytes]:
-        queue = self.answers.get(path) or [
-            (404, {}, b'{"error": "no route for ' + path.encode() + b'"}')
-        ]
-        return queue.pop(0) if len(queue) > 1 else queue[0]
+from tests.recorder import Recorder, recording_server
 
 
 @pytest.fixture
 def recorder() -> Iterator[Recorder]:
-    rec = Recorder()
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def _any(self) -> None:
-            length = int(self.headers.get("content-length") or 0)
-            body = self.rfile.read(length) if length else b""
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            rec.seen.append(Seen(self.command, self.path, headers, body))
-            status, extra, answer = rec.take(self.path)
-            self.send_response(status)
-            self.send_header("content-length", str(len(answer)))
-            self.send_header("x-request-id", headers.get("x-request-id", ""))
-            for key, value in extra.items():
-                self.send_header(key.replace("_", "-"), value)
-            if "content-type" not in extra:
-                self.send_header("content-type", "application/json")
-            self.end_headers()
-            self.wfile.write(answer)
-
-        do_GET = do_POST = do_PUT = do_DELETE = _any
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    rec.url = f"127.0.0.1:{server.server_address[1]}"
-    yield rec
-    server.shutdown()
-    server.server_close()
+    with recording_server() as rec:
+        yield rec
 
 
 IRIS_META = {
@@ -187,6 +123,15 @@ def test_binary_infer_request_and_answer(recorder: Recorder) -> None:
     }  # fmt: skip
     assert np.frombuffer(infer.body[length:], "<f4").tolist() == [1.0] * 8
     assert infer.headers["x-request-id"] == "my-id"
+
+
+def test_an_id_the_server_could_not_keep_is_refused(recorder: Recorder) -> None:
+    recorder.answer("/v2/models/iris", 200, IRIS_META)
+    with Client(recorder.url) as client:
+        for bad in ("é", "a\nb", "x" * 129, ""):
+            with pytest.raises(InvalidInputError, match="printable ASCII"):
+                client.predict("iris", np.ones((1, 4)), id=bad)
+    assert [s.path for s in recorder.seen] == ["/v2/models/iris"]
 
 
 def test_json_infer_request_and_version(recorder: Recorder) -> None:
