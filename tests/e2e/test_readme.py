@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -43,9 +46,31 @@ def test_readme_image_curl(server: RunningServer) -> None:
     assert set(outputs["labels"]["data"]) <= {"circle", "square", "triangle"}
 
 
+def test_readme_predict_command(server: RunningServer) -> None:
+    """The `modelserve predict` line, with the script `make run` installs (the venv's)."""
+    (command,) = [b for b in blocks("sh") if "modelserve predict" in b]
+    script = Path(sys.executable).with_name("modelserve")
+    assert command.count(".venv/bin/modelserve") == 1 and script.exists()
+    command = command.replace(".venv/bin/modelserve", str(script))
+    env = {**os.environ, "MODELSERVE_URL": server.url}
+    result = subprocess.run(
+        command, shell=True, capture_output=True, text=True, timeout=60, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    header, *rows = result.stdout.splitlines()
+    assert header.split() == ["label", "probabilities[0]", "probabilities[1]", "probabilities[2]"]
+    assert len(rows) == 2 and all(re.match(r"\d +0\.\d+", row) for row in rows), rows
+    assert "iris_onnx version 1, request id" in result.stderr
+
+
 def test_readme_python(server: RunningServer, capsys: pytest.CaptureFixture[str]) -> None:
-    (code,) = blocks("python")
-    exec(compile(code.replace("127.0.0.1:8000", server.url), "README.md", "exec"), {})
+    ours, triton = blocks("python")
+    exec(compile(ours.replace("127.0.0.1:8000", server.url), "README.md", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    assert re.match(r"\[\d \d\] \(2, 3\) [0-9a-f]{32}$", printed[0]), printed
+    header = ["label", "probabilities[0]", "probabilities[1]", "probabilities[2]"]
+    assert printed[1].split() == header and len(printed) == 4, printed
+    exec(compile(triton.replace("127.0.0.1:8000", server.url), "README.md", "exec"), {})
     printed = capsys.readouterr().out
     assert re.match(r"\[\d \d\] \[\[", printed), printed
 

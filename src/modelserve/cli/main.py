@@ -13,15 +13,31 @@ import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
 
-from modelserve.cli import batch, k8s, serve, tools
+from modelserve.cli import batch, experiment, k8s, labels, models, monitor, predict, serve, tools
 
 __all__ = ["CommandError", "build_parser", "main"]
 
-COMMANDS: tuple[ModuleType, ...] = (serve, tools, batch, k8s)
+COMMANDS: tuple[ModuleType, ...] = (
+    serve,
+    predict,
+    models,
+    labels,
+    monitor,
+    experiment,
+    batch,
+    k8s,
+    tools,
+)
 
 
 class CommandError(Exception):
-    """A command cannot go on: printed as one line ``modelserve: <message>``, exit code 2."""
+    """A command cannot go on: printed as one line ``modelserve: <message>``; the exit code is
+    2 for a mistake in the command line or its input, 1 when the server (or the connection to
+    it) failed the command."""
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +58,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(args)
     except CommandError as exc:
         print(f"modelserve: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130
