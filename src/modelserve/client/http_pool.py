@@ -70,8 +70,14 @@ class _Answer:
 
 
 def _dropped(sock: socket.socket) -> bool:
-    """The server closed this idle connection (it is readable: EOF or stray bytes)."""
+    """The server closed this idle connection (it is readable: EOF or stray bytes). poll where
+    the platform has it: ``select.select`` refuses descriptors past FD_SETSIZE (1024), which an
+    application with many files open reaches, and every connection would look dropped."""
     try:
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0))
         readable, _, _ = select.select([sock], [], [], 0)
     except (OSError, ValueError):
         return True

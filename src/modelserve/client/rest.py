@@ -1,6 +1,6 @@
 """The V2 REST API: the calls (``RestApi``), the tensor codec and how an answer is read; the
-transports that carry them over HTTP/1.1 are http_pool.py (``Client``: the standard library's
-http.client on pooled keep-alive connections) and http_async.py (``AsyncClient``: httpx).
+transports that carry them over HTTP/1.1 are http_pool.py (``Client``: pooled keep-alive
+connections of its own, answers parsed by httptools) and http_async.py (``AsyncClient``: httpx).
 
 Inference uses Triton's binary tensor extension by default in both directions: a JSON header
 (its length in ``Inference-Header-Content-Length``) followed by the raw little-endian tensors,
@@ -64,7 +64,7 @@ OCTETS = "application/octet-stream"
 class HttpAnswer:
     status: int
     headers: Mapping[str, str]
-    """Case-insensitive (httpx.Headers)."""
+    """Looked up by lower-case name (http_pool.py lowers them; httpx.Headers ignores case)."""
     body: bytes
 
 
