@@ -9,8 +9,8 @@ from typing import Any, TypeVar
 
 from modelserve.client.calls import AsyncTransport, Call, new_request_id
 from modelserve.client.connection import Protocol, Tls, parse_endpoint
-from modelserve.client.core import ClientCore, ExperimentAction, open_async
-from modelserve.client.errors import InvalidInputError, NotFoundError
+from modelserve.client.core import ClientCore, ExperimentAction, check_id, open_async
+from modelserve.client.errors import ClientError, InvalidInputError, NotFoundError
 from modelserve.client.inputs import mirror
 from modelserve.client.results import RepositoryModel
 from modelserve.client.retry import RetryPolicy
@@ -38,7 +38,7 @@ class AsyncClient:
         tls: Tls | bool | None = None,
         timeout: float = 60.0,
         retries: int = 3,
-        binary: bool = True,
+        binary: bool | None = None,
     ) -> None:
         endpoint = parse_endpoint(url, protocol, tls)
         api, transport = open_async(endpoint, token, timeout, binary)
@@ -85,8 +85,11 @@ class AsyncClient:
         list of rows; the answer comes back in the same kind (``modelserve.client.inputs``),
         with ``.id`` (the request id, for ``send_labels``) and ``.model_version``. ``outputs``
         picks outputs by name; ``id`` is the V2 request id (and ``x-request-id``)."""
+        check_id(id)
         v = _version(version)
         meta = self._core.cached(model, v) or await self.metadata(model, v)
+        if self._core.needs_extensions:
+            await self._learn_extensions()
         prepared, call = self._core.infer(model, data, meta, v, outputs, id, parameters)
         try:
             response, answered_id = await self._run(call)
@@ -94,6 +97,13 @@ class AsyncClient:
             self._core.forget(model, v)  # the model may have changed since its metadata
             raise
         return mirror(prepared, response, answered_id or call.request_id)
+
+    async def _learn_extensions(self) -> None:
+        try:
+            server: ServerMetadata | ClientError = await self.server_metadata()
+        except ClientError as exc:
+            server = exc
+        self._core.use_extensions(server)
 
     # ---- models ------------------------------------------------------------------------------
 

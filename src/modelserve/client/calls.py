@@ -5,8 +5,8 @@ read the answer: pure, no I/O) and transports that run a call (sync and async). 
 ``AsyncClient`` only put the two together with the retry policy, so a new server call is one
 ``Api`` method per protocol, and the sync and async clients cannot drift apart.
 
-Protocols: ``rest.py`` (HTTP/1.1, httpx), ``grpc.py`` (grpcio) and ``local.py`` (the server's
-own dataplane in this process).
+Protocols: ``rest.py`` (HTTP/1.1: http_pool.py for ``Client``, httpx for ``AsyncClient``),
+``grpc.py`` (grpcio) and ``local.py`` (the server's own dataplane in this process).
 """
 
 from __future__ import annotations

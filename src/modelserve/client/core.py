@@ -4,15 +4,30 @@ turning the arguments of each method into a ``Call`` (calls.py). Nothing here do
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from modelserve.client.calls import Api, AsyncTransport, Call, Label, SyncTransport, new_request_id
 from modelserve.client.connection import Endpoint
-from modelserve.client.errors import InvalidInputError
+from modelserve.client.errors import (
+    ClientError,
+    ConnectionFailedError,
+    DeadlineError,
+    InvalidInputError,
+    UnavailableError,
+)
 from modelserve.client.inputs import Prepared, prepare
-from modelserve.types import InferenceRequest, InferenceResponse, ModelMetadata, RequestedOutput
+from modelserve.types import (
+    InferenceRequest,
+    InferenceResponse,
+    ModelMetadata,
+    RequestedOutput,
+    ServerMetadata,
+)
 
-__all__ = ["ClientCore", "ExperimentAction", "open_async", "open_sync"]
+if TYPE_CHECKING:
+    from modelserve.client.rest import RestApi
+
+__all__ = ["ClientCore", "ExperimentAction", "check_id", "open_async", "open_sync"]
 
 ExperimentAction = Literal["promote", "rollback", "stop"]
 MAX_ID_LENGTH = 128
@@ -23,8 +38,17 @@ def usable_id(value: str) -> bool:
     return 0 < len(value) <= MAX_ID_LENGTH and value.isascii() and value.isprintable()
 
 
+def check_id(request_id: str | None) -> None:
+    """InvalidInputError, before anything is sent, for an id the server could not keep."""
+    if request_id is not None and not usable_id(request_id):
+        raise InvalidInputError(
+            f"id {request_id[:40]!r}: a request id is printable ASCII, at most "
+            f"{MAX_ID_LENGTH} characters (it travels in headers and log lines)"
+        )
+
+
 def open_sync(
-    endpoint: Endpoint, token: str | None, timeout: float, binary: bool
+    endpoint: Endpoint, token: str | None, timeout: float, binary: bool | None
 ) -> tuple[Api, SyncTransport]:
     """The Api and a blocking transport for ``endpoint`` (imports grpc only now)."""
     if endpoint.protocol == "grpc":
@@ -38,7 +62,7 @@ def open_sync(
 
 
 def open_async(
-    endpoint: Endpoint, token: str | None, timeout: float, binary: bool
+    endpoint: Endpoint, token: str | None, timeout: float, binary: bool | None
 ) -> tuple[Api, AsyncTransport]:
     """The Api and an asyncio transport for ``endpoint`` (imports httpx or grpc only now)."""
     if endpoint.protocol == "grpc":
@@ -77,6 +101,24 @@ class ClientCore:
     def forget(self, model: str, version: str | None) -> None:
         self._metadata.pop((model, version or ""), None)
 
+    # ---- the server's extensions -------------------------------------------------------------
+
+    @property
+    def needs_extensions(self) -> bool:
+        """REST with ``binary=None`` before its first inference: whether the server has Triton's
+        binary tensor extension is not known yet (rest.py)."""
+        return getattr(self.api, "binary", False) is None
+
+    def use_extensions(self, server: ServerMetadata | ClientError) -> None:
+        """Binary tensors or JSON from the server's metadata; a server that does not answer
+        ``GET /v2`` (a 4xx, 500, not V2) gets JSON tensors, which every V2 server reads. An
+        error that may pass (no connection, 503, no answer in time) goes to the caller, and the
+        next inference asks again."""
+        if isinstance(server, ConnectionFailedError | DeadlineError | UnavailableError):
+            raise server
+        known = server if isinstance(server, ServerMetadata) else None
+        cast("RestApi", self.api).use_extensions(known)
+
     # ---- calls -------------------------------------------------------------------------------
 
     def infer(
@@ -89,11 +131,7 @@ class ClientCore:
         request_id: str | None,
         parameters: Mapping[str, str | int | float | bool] | None,
     ) -> tuple[Prepared, Call[tuple[InferenceResponse, str]]]:
-        if request_id is not None and not usable_id(request_id):
-            raise InvalidInputError(
-                f"id {request_id[:40]!r}: a request id is printable ASCII, at most "
-                f"{MAX_ID_LENGTH} characters (it travels in headers and log lines)"
-            )
+        check_id(request_id)
         prepared = prepare(data, meta)
         if isinstance(outputs, str):
             outputs = [outputs]

@@ -2,11 +2,13 @@
 transports that carry them over HTTP/1.1 are http_pool.py (``Client``: pooled keep-alive
 connections of its own, answers parsed by httptools) and http_async.py (``AsyncClient``: httpx).
 
-Inference uses Triton's binary tensor extension by default in both directions: a JSON header
-(its length in ``Inference-Header-Content-Length``) followed by the raw little-endian tensors,
-so no tensor is ever turned into JSON numbers; ``binary=False`` sends and asks for JSON, for a
-server without the extension. modelserve's own endpoints (labels, monitoring, experiments)
-answer ``UnsupportedError`` on a server that does not have them.
+Inference uses Triton's binary tensor extension in both directions when the server has it: a
+JSON header (its length in ``Inference-Header-Content-Length``) followed by the raw
+little-endian tensors, so no tensor is ever turned into JSON numbers. With ``binary=None`` (the
+clients' default) the first inference asks the server (``GET /v2``: ``binary_tensor_data`` among
+its extensions, as modelserve and Triton list it) and falls back to JSON tensors otherwise;
+``binary=True``/``False`` decide without asking. modelserve's own endpoints (labels,
+monitoring, experiments) answer ``UnsupportedError`` on a server that does not have them.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ __all__ = [
 T = TypeVar("T")
 
 HEADER_LENGTH = "inference-header-content-length"
+BINARY_EXTENSION = "binary_tensor_data"
 JSON_TYPE = "application/json"
 OCTETS = "application/octet-stream"
 
@@ -241,8 +244,13 @@ def decode_infer(answer: HttpAnswer) -> tuple[InferenceResponse, str]:
 class RestApi:
     """Builds the REST calls (calls.Api)."""
 
-    def __init__(self, binary: bool = True) -> None:
+    def __init__(self, binary: bool | None = None) -> None:
         self.binary = binary
+        """Binary tensors or JSON; None until the server's extensions are known."""
+
+    def use_extensions(self, server: ServerMetadata | None) -> None:
+        """Binary tensors if ``server`` (None: its metadata could not be read) lists them."""
+        self.binary = server is not None and BINARY_EXTENSION in server.extensions
 
     def server_metadata(self, rid: str) -> HttpCall[ServerMetadata]:
         return HttpCall(
@@ -331,7 +339,7 @@ class RestApi:
         )
 
     def infer(self, request: InferenceRequest, rid: str) -> HttpCall[tuple[InferenceResponse, str]]:
-        body, headers = encode_infer(request, self.binary)
+        body, headers = encode_infer(request, self.binary is not False)
         return HttpCall(
             what=f"infer {request.model_name}",
             request_id=rid,

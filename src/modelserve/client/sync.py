@@ -9,8 +9,8 @@ from typing import Any, TypeVar
 
 from modelserve.client.calls import Call, SyncTransport, new_request_id
 from modelserve.client.connection import Protocol, Tls, parse_endpoint
-from modelserve.client.core import ClientCore, ExperimentAction, open_sync
-from modelserve.client.errors import InvalidInputError, NotFoundError
+from modelserve.client.core import ClientCore, ExperimentAction, check_id, open_sync
+from modelserve.client.errors import ClientError, InvalidInputError, NotFoundError
 from modelserve.client.inputs import mirror
 from modelserve.client.results import RepositoryModel
 from modelserve.client.retry import RetryPolicy
@@ -32,7 +32,8 @@ class Client:
     ``"grpc://127.0.0.1:8001"``) gRPC; ``https://``/``grpcs://`` or ``tls=Tls(...)`` turn on TLS.
     ``token`` is sent as ``Authorization: Bearer``. ``timeout`` is per try, in seconds;
     ``retries`` tries again on 503 / UNAVAILABLE and lost connections, never on 4xx;
-    ``binary=False`` sends JSON tensors instead of Triton's binary extension (REST only).
+    ``binary`` (REST): Triton's binary tensor extension when the server lists it (asked once,
+    at the first ``predict``), JSON tensors otherwise; ``True``/``False`` decide without asking.
     """
 
     def __init__(
@@ -44,7 +45,7 @@ class Client:
         tls: Tls | bool | None = None,
         timeout: float = 60.0,
         retries: int = 3,
-        binary: bool = True,
+        binary: bool | None = None,
     ) -> None:
         endpoint = parse_endpoint(url, protocol, tls)
         api, transport = open_sync(endpoint, token, timeout, binary)
@@ -89,8 +90,11 @@ class Client:
         list of rows; the answer comes back in the same kind (``modelserve.client.inputs``),
         with ``.id`` (the request id, for ``send_labels``) and ``.model_version``. ``outputs``
         picks outputs by name; ``id`` is the V2 request id (and ``x-request-id``)."""
+        check_id(id)
         v = _version(version)
         meta = self._core.cached(model, v) or self.metadata(model, v)
+        if self._core.needs_extensions:
+            self._learn_extensions()
         prepared, call = self._core.infer(model, data, meta, v, outputs, id, parameters)
         try:
             response, answered_id = self._run(call)
@@ -98,6 +102,13 @@ class Client:
             self._core.forget(model, v)  # the model may have changed since its metadata
             raise
         return mirror(prepared, response, answered_id or call.request_id)
+
+    def _learn_extensions(self) -> None:
+        try:
+            server: ServerMetadata | ClientError = self.server_metadata()
+        except ClientError as exc:
+            server = exc
+        self._core.use_extensions(server)
 
     # ---- models ------------------------------------------------------------------------------
 

@@ -102,15 +102,20 @@ def test_missing_extension_endpoints_are_unsupported_but_unknown_models_are_not(
             client.monitoring("gone")
 
 
+SERVER_META = {"name": "triton", "version": "2.50.0", "extensions": ["binary_tensor_data"]}
+
+
 def test_binary_infer_request_and_answer(recorder: Recorder) -> None:
+    recorder.answer("/v2", 200, SERVER_META)
     recorder.answer("/v2/models/iris", 200, IRIS_META)
     body, headers = _binary_answer([1, 2])
     recorder.answer("/v2/models/iris/infer", 200, body, **headers)
     with Client(recorder.url) as client:
         out = client.predict("iris", np.ones((2, 4)), id="my-id")
+        assert client.predict("iris", np.ones((2, 4))).tolist() == [1, 2]
     assert out.tolist() == [1, 2] and out.model_version == "1" and out.id == "my-id"
-    meta, infer = recorder.seen
-    assert meta.path == "/v2/models/iris"
+    meta, server, infer, again = recorder.seen
+    assert (meta.path, server.path, again.path) == ("/v2/models/iris", "/v2", infer.path)
     length = int(infer.headers["inference-header-content-length"])
     header = orjson.loads(infer.body[:length])
     assert header == {
@@ -131,7 +136,7 @@ def test_an_id_the_server_could_not_keep_is_refused(recorder: Recorder) -> None:
         for bad in ("é", "a\nb", "x" * 129, ""):
             with pytest.raises(InvalidInputError, match="printable ASCII"):
                 client.predict("iris", np.ones((1, 4)), id=bad)
-    assert [s.path for s in recorder.seen] == ["/v2/models/iris"]
+    assert recorder.seen == [], "nothing is sent"
 
 
 def test_json_infer_request_and_version(recorder: Recorder) -> None:
@@ -151,6 +156,63 @@ def test_json_infer_request_and_version(recorder: Recorder) -> None:
         "outputs": [{"name": "label"}],
     }
     assert recorder.seen[-1].headers["content-type"] == "application/json"
+
+
+@pytest.mark.parametrize(
+    ("status", "server"),
+    [
+        (200, {"name": "kserve", "version": "0.13", "extensions": []}),
+        (404, {"error": "no route for /v2"}),
+        (401, {"error": "no token"}),
+    ],
+)
+def test_json_tensors_for_a_server_without_the_binary_extension(
+    recorder: Recorder, status: int, server: dict[str, object]
+) -> None:
+    """The default asks GET /v2 once; a server that does not list binary_tensor_data, or does
+    not answer it, gets JSON tensors (every V2 server reads them)."""
+    recorder.answer("/v2", status, server)
+    recorder.answer("/v2/models/iris", 200, IRIS_META)
+    answer = {
+        "model_name": "iris",
+        "model_version": "1",
+        "outputs": [{"name": "label", "datatype": "INT64", "shape": [2], "data": [2, 0]}],
+    }
+    recorder.answer("/v2/models/iris/infer", 200, answer)
+    with Client(recorder.url, retries=0) as client:
+        assert client.predict("iris", np.ones((2, 4))).tolist() == [2, 0]
+        assert client.predict("iris", np.ones((2, 4))).tolist() == [2, 0]
+    assert [s.path for s in recorder.seen].count("/v2") == 1
+    for infer in recorder.seen[-2:]:
+        assert infer.headers["content-type"] == "application/json"
+        assert infer.json()["inputs"][0]["data"] == [1.0] * 8
+
+
+def test_a_server_busy_at_the_first_question_is_asked_again(recorder: Recorder) -> None:
+    recorder.answer("/v2", 503, {"error": "draining"}, retry_after="0")
+    recorder.answer("/v2", 200, SERVER_META)
+    recorder.answer("/v2/models/iris", 200, IRIS_META)
+    body, headers = _binary_answer([1])
+    recorder.answer("/v2/models/iris/infer", 200, body, **headers)
+    with Client(recorder.url, retries=0) as client:
+        with pytest.raises(UnavailableError, match="draining"):
+            client.predict("iris", np.ones(4))
+        assert int(client.predict("iris", np.ones(4))) == 1
+    assert recorder.seen[-1].headers["content-type"] == "application/octet-stream"
+
+
+async def test_async_client_asks_for_the_extension_too(recorder: Recorder) -> None:
+    recorder.answer("/v2", 200, {"name": "kserve", "version": "0.13", "extensions": []})
+    recorder.answer("/v2/models/iris", 200, IRIS_META)
+    answer = {
+        "model_name": "iris",
+        "model_version": "1",
+        "outputs": [{"name": "label", "datatype": "INT64", "shape": [1], "data": [1]}],
+    }
+    recorder.answer("/v2/models/iris/infer", 200, answer)
+    async with AsyncClient(recorder.url) as client:
+        assert int(await client.predict("iris", np.ones(4))) == 1
+    assert recorder.seen[-1].json()["inputs"][0]["data"] == [1.0] * 4
 
 
 def test_load_sends_the_config_as_a_json_string(recorder: Recorder) -> None:
@@ -183,6 +245,7 @@ def test_503_without_retries_and_400_never_retried(recorder: Recorder) -> None:
 
 
 async def test_async_client_builds_the_same_requests(recorder: Recorder) -> None:
+    recorder.answer("/v2", 200, SERVER_META)
     recorder.answer("/v2/models/iris/labels", 200, {"accepted": 1, "unknown": 0})
     recorder.answer("/v2/models/iris", 200, IRIS_META)
     body, headers = _binary_answer([0])
@@ -191,4 +254,5 @@ async def test_async_client_builds_the_same_requests(recorder: Recorder) -> None
         out = await client.predict("iris", np.ones(4))
         assert await client.send_labels("iris", [out.id], [0]) == {"accepted": 1, "unknown": 0}
     assert int(out) == 0
+    assert recorder.seen[-2].headers["content-type"] == "application/octet-stream"
     assert recorder.seen[-1].json() == {"labels": [{"id": out.id, "label": 0}]}
