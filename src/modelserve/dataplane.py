@@ -197,7 +197,7 @@ class DataPlane:
                     self.events.succeeded(request, model.version, outputs, started)
                 return InferenceResponse(model.name, model.version, outputs, request.id)
             submitted = time.perf_counter_ns()
-            done = await model.batcher.submit(arrays, batch or 1, deadline)
+            done = await model.batcher.submit(arrays, batch or 1, deadline, model.wanted(specs))
             received = time.perf_counter_ns()
             outputs = model.build_outputs(done.outputs, specs, batch)
             miss_ns = lookup.store(outputs) if lookup is not None else None

@@ -31,6 +31,9 @@ class TensorSpec:
     name: str
     datatype: str
     shape: tuple[int, ...]
+    accepts: tuple[str, ...] = ()
+    """Other datatypes a request may send for this input; they are cast to ``datatype``
+    (widening casts only: every value stays exactly the same) before the model sees them."""
 
 
 @dataclass(slots=True)

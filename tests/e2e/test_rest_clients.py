@@ -106,6 +106,50 @@ def test_onnx_classifier_matches_sklearn_probabilities(server: RunningServer) ->
     assert labels == {o["name"]: o for o in onnx["outputs"]}["label"]["data"]
 
 
+def test_sklearn_takes_fp32_and_answers_only_what_is_asked(server: RunningServer) -> None:
+    """An FP64 scikit-learn model accepts FP32 features (cast exactly) over both transports;
+    asking for ``label`` alone answers just that; INT64 is still refused, naming what is
+    accepted."""
+    import tritonclient.grpc as grpcclient
+
+    x = _inputs({"input": ("FP64", (5, 4))}, seed=4)["input"].astype(np.float32)
+    expected = x.astype(np.float64)
+    reference = httpx.post(
+        f"http://{server.url}/v2/models/iris_sklearn/infer",
+        json={
+            "inputs": [
+                {
+                    "name": "input",
+                    "datatype": "FP64",
+                    "shape": [5, 4],
+                    "data": expected.ravel().tolist(),
+                }
+            ]
+        },
+    ).json()
+    want = {o["name"]: o["data"] for o in reference["outputs"]}
+    for module, url in ((httpclient, server.url), (grpcclient, server.grpc_url)):
+        client = module.InferenceServerClient(url)
+        try:
+            tensor = module.InferInput("input", [5, 4], "FP32")
+            tensor.set_data_from_numpy(x)
+            result = client.infer("iris_sklearn", [tensor])
+            np.testing.assert_allclose(
+                result.as_numpy("probabilities").ravel(), want["probabilities"]
+            )
+            only = client.infer(
+                "iris_sklearn", [tensor], outputs=[module.InferRequestedOutput("label")]
+            )
+            assert only.as_numpy("probabilities") is None
+            assert only.as_numpy("label").tolist() == want["label"]
+            wrong = module.InferInput("input", [5, 4], "INT64")
+            wrong.set_data_from_numpy(x.astype(np.int64))
+            with pytest.raises(Exception, match=r"model expects FP64 \(or FP16, FP32"):
+                client.infer("iris_sklearn", [wrong])
+        finally:
+            client.close()
+
+
 def _roundtrip_values(datatype: str) -> np.ndarray:
     if datatype == "BOOL":
         return np.array([[True, False, True]])

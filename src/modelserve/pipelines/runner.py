@@ -96,7 +96,13 @@ class PipelineRunner:
                 f"pipeline '{self.name}' is running {self._max_in_flight} requests already"
             )
 
-    async def submit(self, arrays: Arrays, rows: int, deadline: float | None = None) -> Completed:
+    async def submit(
+        self,
+        arrays: Arrays,
+        rows: int,
+        deadline: float | None = None,
+        outputs: frozenset[str] | None = None,
+    ) -> Completed:
         if self._closed:
             raise Unavailable(f"model '{self.name}' is unloading")
         self.check_capacity()

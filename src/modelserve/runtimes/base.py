@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -14,6 +15,10 @@ from modelserve.errors import ModelLoadError
 from modelserve.types import RuntimeSignature
 
 Arrays = dict[str, npt.NDArray[Any]]
+
+WIDENING_TO_FP64 = ("FP16", "FP32", "INT8", "INT16", "INT32", "UINT8", "UINT16", "UINT32")
+"""What a runtime's FP64 input accepts unless model.yaml says otherwise (TensorSpec.accepts):
+every datatype whose values FP64 holds exactly; clients commonly send FP32."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +107,12 @@ class Runtime(ABC):
     @abstractmethod
     def predict(self, inputs: Arrays) -> Arrays:
         """Run the model on named arrays and return named arrays."""
+
+    def predictor(self, outputs: frozenset[str]) -> Callable[[Arrays], Arrays]:
+        """A predict for requests that want only ``outputs`` (a strict subset of the
+        signature's): it may skip computing the others, and must produce at least those.
+        Default: ``predict``, which computes everything."""
+        return self.predict
 
     def unload(self) -> None:  # noqa: B027 - optional hook, no-op by default
         """Release resources held by the model."""

@@ -6,7 +6,7 @@ import lightgbm as lgb
 import numpy as np
 
 from modelserve.errors import ModelLoadError
-from modelserve.runtimes.base import Arrays, LoadContext, Runtime
+from modelserve.runtimes.base import WIDENING_TO_FP64, Arrays, LoadContext, Runtime
 from modelserve.types import RuntimeSignature, TensorSpec
 
 
@@ -20,7 +20,7 @@ class LightGBMRuntime(Runtime):
         per_iteration = booster.num_model_per_iteration()
         shape = (-1, per_iteration) if per_iteration > 1 else (-1,)
         self._signature = RuntimeSignature(
-            inputs=(TensorSpec("input", "FP64", (-1, booster.num_feature())),),
+            inputs=(TensorSpec("input", "FP64", (-1, booster.num_feature()), WIDENING_TO_FP64),),
             outputs=(TensorSpec("prediction", "FP64", shape),),
             batchable=True,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import skops.io as sio
 
 from modelserve.codecs.tensors import v2_datatype
 from modelserve.errors import ModelLoadError
-from modelserve.runtimes.base import Arrays, LoadContext, Runtime
+from modelserve.runtimes.base import WIDENING_TO_FP64, Arrays, LoadContext, Runtime
 from modelserve.types import RuntimeSignature, TensorSpec
 
 logger = logging.getLogger("modelserve.runtimes.sklearn")
@@ -120,7 +121,7 @@ class SklearnRuntime(Runtime):
         n_features = int(n_features) if isinstance(n_features, int | np.integer) else None
         inputs: tuple[TensorSpec, ...] = ()
         if n_features is not None:
-            inputs = (TensorSpec("input", "FP64", (-1, n_features)),)
+            inputs = (TensorSpec("input", "FP64", (-1, n_features), WIDENING_TO_FP64),)
         labels: tuple[str, ...] = ()
         if self._classes is not None:
             outputs = [TensorSpec("label", v2_datatype(self._classes.dtype), (-1,))]
@@ -154,6 +155,23 @@ class SklearnRuntime(Runtime):
         columns = [inputs[name] for name in self._declared_inputs]
         columns = [c.reshape(-1, 1) if c.ndim == 1 else c for c in columns]
         return np.column_stack(columns)
+
+    def predictor(self, outputs: frozenset[str]) -> Callable[[Arrays], Arrays]:
+        """A classifier asked for ``label`` alone calls ``predict`` only, for ``probabilities``
+        alone ``predict_proba`` only (each about half the work of both)."""
+        if self._has_proba and outputs == {"label"}:
+            return self._predict_label
+        if self._has_proba and outputs == {"probabilities"}:
+            return self._predict_proba
+        return self.predict
+
+    def _predict_label(self, inputs: Arrays) -> Arrays:
+        label = np.asarray(self._estimator.predict(self._features(inputs)))
+        return {"label": _as_bytes_labels(label) if label.dtype.kind in "OSU" else label}
+
+    def _predict_proba(self, inputs: Arrays) -> Arrays:
+        x = self._features(inputs)
+        return {"probabilities": np.asarray(self._estimator.predict_proba(x), dtype=np.float64)}
 
     def predict(self, inputs: Arrays) -> Arrays:
         x = self._features(inputs)

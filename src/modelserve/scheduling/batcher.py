@@ -48,6 +48,8 @@ from modelserve.runtimes.base import Arrays
 log = logging.getLogger("modelserve.scheduling.batcher")
 
 Predict = Callable[[Arrays], Arrays]
+Select = Callable[[frozenset[str]], Predict]
+"""The predict for requests that want only some outputs (Runtime.predictor)."""
 
 INLINE_BELOW_NS = 100_000
 """auto execution runs a model on the loop while its predict averages under this..."""
@@ -94,20 +96,31 @@ class _Pending:
     future: asyncio.Future[Completed]
     enqueued_ns: int
     deadline: float | None
+    outputs: frozenset[str] | None = None
+    """The only outputs it wants; None: all of them."""
     timer: asyncio.TimerHandle | None = field(default=None)
 
 
-def merge_key(arrays: Arrays) -> Hashable:
-    """Requests may share a batch only when every input has the same dtype and non-batch dims."""
-    return tuple((name, a.dtype.str, a.shape[1:]) for name, a in sorted(arrays.items()))
+def merge_key(arrays: Arrays, outputs: frozenset[str] | None = None) -> Hashable:
+    """Requests may share a batch only when every input has the same dtype and non-batch dims,
+    and they want the same outputs."""
+    shapes = tuple((name, a.dtype.str, a.shape[1:]) for name, a in sorted(arrays.items()))
+    return shapes if outputs is None else (shapes, outputs)
 
 
 class Batcher:
     def __init__(
-        self, name: str, predict: Predict, executor: Executor, policy: BatchPolicy
+        self,
+        name: str,
+        predict: Predict,
+        executor: Executor,
+        policy: BatchPolicy,
+        select: Select | None = None,
     ) -> None:
         self.name = name
         self._predict = predict
+        self._select = select
+        self._predictors: dict[frozenset[str], Predict] = {}
         self._executor = executor
         self.policy = policy
         self._queue: deque[_Pending] = deque()
@@ -165,17 +178,27 @@ class Batcher:
                 f"model '{self.name}' queue is full ({self.policy.max_queue_size} requests)"
             )
 
-    async def submit(self, arrays: Arrays, rows: int, deadline: float | None = None) -> Completed:
+    async def submit(
+        self,
+        arrays: Arrays,
+        rows: int,
+        deadline: float | None = None,
+        outputs: frozenset[str] | None = None,
+    ) -> Completed:
         """Queue one request (``rows`` on dimension 0) and wait for its outputs.
 
-        ``deadline`` is a ``time.monotonic()`` instant after which the request is dropped."""
+        ``deadline`` is a ``time.monotonic()`` instant after which the request is dropped.
+        ``outputs``: the only outputs the request wants (None: all); the model may compute
+        just those (Runtime.predictor), and only requests wanting the same ones are merged."""
         if self._closed:
             raise Unavailable(f"model '{self.name}' is unloading")
         self.check_capacity()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Completed] = loop.create_future()
-        key = merge_key(arrays) if self.policy.dynamic else None
-        pending = _Pending(arrays, rows, key, future, time.perf_counter_ns(), deadline)
+        if self._select is None:
+            outputs = None
+        key = merge_key(arrays, outputs) if self.policy.dynamic else None
+        pending = _Pending(arrays, rows, key, future, time.perf_counter_ns(), deadline, outputs)
         if deadline is not None:
             if deadline <= time.monotonic():
                 raise DeadlineExceeded(f"request to '{self.name}' timed out before it was queued")
@@ -359,15 +382,16 @@ class Batcher:
         model refuses a merged batch's input (InvalidArgument: a ValueError), one request's
         input may be to blame: the requests run one by one, so that only the guilty fail."""
         started = time.perf_counter_ns()
+        predict = self._predictor(batch[0].outputs)
         if len(batch) == 1:
-            produced = _call(self._predict, batch[0].arrays, self.name)
+            produced = _call(predict, batch[0].arrays, self.name)
             return [produced], time.perf_counter_ns() - started
         names = batch[0].arrays.keys()
         merged = {n: np.concatenate([p.arrays[n] for p in batch], axis=0) for n in names}
         try:
-            produced = _call(self._predict, merged, self.name)
+            produced = _call(predict, merged, self.name)
         except InvalidArgument:
-            return self._run_alone(batch), time.perf_counter_ns() - started
+            return self._run_alone(batch, predict), time.perf_counter_ns() - started
         predict_ns = time.perf_counter_ns() - started
         total = sum(p.rows for p in batch)
         offsets = np.cumsum([p.rows for p in batch])[:-1]
@@ -383,12 +407,20 @@ class Batcher:
             split[out_name] = np.split(array, offsets)
         return [{n: parts[i] for n, parts in split.items()} for i in range(len(batch))], predict_ns
 
-    def _run_alone(self, batch: list[_Pending]) -> list[Arrays | Exception]:
+    def _predictor(self, outputs: frozenset[str] | None) -> Predict:
+        if outputs is None or self._select is None:
+            return self._predict
+        predict = self._predictors.get(outputs)
+        if predict is None:
+            predict = self._predictors[outputs] = self._select(outputs)
+        return predict
+
+    def _run_alone(self, batch: list[_Pending], predict: Predict) -> list[Arrays | Exception]:
         """Each request of a batch on its own: its outputs, or what it raised."""
         parts: list[Arrays | Exception] = []
         for pending in batch:
             try:
-                parts.append(_call(self._predict, pending.arrays, self.name))
+                parts.append(_call(predict, pending.arrays, self.name))
             except Exception as exc:
                 parts.append(exc)
         return parts

@@ -8,16 +8,18 @@ model kind brings (a pipeline runs its graph of steps). A version may depend on 
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Mapping
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from modelserve.codecs.tensors import V2_TO_NUMPY, V2_TO_TRITON, v2_datatype
-from modelserve.config.model import ModelConfig, TensorConfig
+from modelserve.config.model import DynamicBatching, ModelConfig, TensorConfig
 from modelserve.errors import InternalError, InvalidArgument, ModelLoadError
 from modelserve.runtimes.base import Arrays, LoadContext, Runtime
 from modelserve.scheduling.batcher import Batcher, BatchPolicy, Completed
@@ -35,6 +37,8 @@ __all__ = [
     "max_batch_size",
 ]
 
+log = logging.getLogger("modelserve.serving.model")
+
 DEFAULT_MAX_BATCH_SIZE = 64
 """max_batch_size given to a model whose artifact has a variable first dimension everywhere and
 whose config says nothing."""
@@ -51,8 +55,15 @@ class Scheduler(Protocol):
     def check_capacity(self) -> None:
         """ResourceExhausted when a request submitted now would be refused for lack of room."""
 
-    async def submit(self, arrays: Arrays, rows: int, deadline: float | None = None) -> Completed:
-        """Run one request (``rows`` on dimension 0) and return its outputs and timings."""
+    async def submit(
+        self,
+        arrays: Arrays,
+        rows: int,
+        deadline: float | None = None,
+        outputs: frozenset[str] | None = None,
+    ) -> Completed:
+        """Run one request (``rows`` on dimension 0) and return its outputs and timings;
+        ``outputs``: the only ones it wants (None: all), a hint the scheduler may use."""
 
     def close(self) -> None:
         """Refuse new work; what is queued or running still completes."""
@@ -124,8 +135,10 @@ class LoadedModel:
         arrays: Arrays = {}
         batch: int | None = None
         for tensor in request.inputs:
-            batch = self._check_input(tensor.name, tensor.datatype, tensor.shape, batch)
-            arrays[tensor.name] = tensor.data
+            cast = self._check_input(tensor.name, tensor.datatype, tensor.shape)
+            batch = self._check_rows(tensor.shape, batch)
+            data = tensor.data
+            arrays[tensor.name] = data if cast is None else data.astype(V2_TO_NUMPY[cast])
         self._check_complete(arrays, batch)
         return arrays
 
@@ -133,32 +146,44 @@ class LoadedModel:
         """``check_inputs`` for named arrays (a pipeline step's); returns the batch size (None
         for a model without batching)."""
         batch: int | None = None
-        for name, array in arrays.items():
+        for name, array in list(arrays.items()):
             try:
                 datatype = v2_datatype(array.dtype)
             except ValueError as exc:
                 raise InvalidArgument(f"input '{name}': {exc}") from None
-            batch = self._check_input(name, datatype, shape_of(array), batch)
+            shape = shape_of(array)
+            cast = self._check_input(name, datatype, shape)
+            batch = self._check_rows(shape, batch)
+            if cast is not None:
+                arrays[name] = array.astype(V2_TO_NUMPY[cast])
         self._check_complete(arrays, batch)
         return batch
 
-    def _check_input(
-        self, name: str, datatype: str, shape: tuple[int, ...], batch: int | None
-    ) -> int | None:
+    def _check_input(self, name: str, datatype: str, shape: tuple[int, ...]) -> str | None:
+        """Check one input; returns the datatype to cast it to (an accepted other datatype,
+        ``accept_datatypes``), None when it is the declared one."""
         spec = self._inputs_by_name.get(name)
         if spec is None:
             raise InvalidArgument(
                 f"model '{self.name}' has no input '{name}'; "
                 f"its inputs are {sorted(self._inputs_by_name)}"
             )
+        cast = None
         if datatype != spec.datatype:
-            raise InvalidArgument(
-                f"input '{name}': datatype {datatype} given, model expects {spec.datatype}"
-            )
+            if datatype not in spec.accepts:
+                also = f" (or {', '.join(spec.accepts)})" if spec.accepts else ""
+                raise InvalidArgument(
+                    f"input '{name}': datatype {datatype} given, model expects "
+                    f"{spec.datatype}{also}"
+                )
+            cast = spec.datatype
         if not _shape_fits(shape, spec.shape):
             raise InvalidArgument(
                 f"input '{name}': shape {list(shape)} does not match the model's {list(spec.shape)}"
             )
+        return cast
+
+    def _check_rows(self, shape: tuple[int, ...], batch: int | None) -> int | None:
         if self.max_batch_size > 0:
             rows = shape[0]
             if batch is not None and rows != batch:
@@ -174,6 +199,13 @@ class LoadedModel:
             raise InvalidArgument(
                 f"batch size {batch} exceeds the model's max_batch_size {self.max_batch_size}"
             )
+
+    def wanted(self, specs: tuple[TensorSpec, ...]) -> frozenset[str] | None:
+        """The names of ``specs`` (checked requested outputs) when they are fewer than the
+        model's outputs: what the runtime needs to compute; None when all are wanted."""
+        if specs is self.outputs or len(specs) >= len(self.outputs):
+            return None
+        return frozenset(spec.name for spec in specs)
 
     def check_requested(
         self, requested: tuple[RequestedOutput, ...] | None
@@ -284,12 +316,16 @@ def _as_datatype(array: npt.NDArray[Any], datatype: str) -> npt.NDArray[Any]:
 def _specs(configured: list[TensorConfig] | None) -> tuple[TensorSpec, ...] | None:
     if configured is None:
         return None
-    return tuple(TensorSpec(t.name, t.datatype, tuple(t.shape)) for t in configured)
+    return tuple(
+        TensorSpec(t.name, t.datatype, tuple(t.shape), tuple(t.accept_datatypes or ()))
+        for t in configured
+    )
 
 
 def _merge(
-    kind: str, configured: tuple[TensorSpec, ...] | None, found: tuple[TensorSpec, ...]
+    kind: str, declared: list[TensorConfig] | None, found: tuple[TensorSpec, ...]
 ) -> tuple[TensorSpec, ...]:
+    configured = _specs(declared)
     if configured is None:
         if not found:
             raise ModelLoadError(
@@ -297,6 +333,8 @@ def _merge(
             )
         return found
     known = {t.name: t for t in found}
+    explicit = {t.name for t in declared or () if t.accept_datatypes is not None}
+    merged = []
     for spec in configured:
         other = known.get(spec.name)
         if found and other is None:
@@ -309,7 +347,10 @@ def _merge(
                 f"model.yaml declares {kind[:-1]} '{spec.name}' as {spec.datatype}, "
                 f"but the artifact has {other.datatype}"
             )
-    return configured
+        if other is not None and spec.name not in explicit:
+            spec = replace(spec, accepts=other.accepts)  # what the runtime accepts
+        merged.append(spec)
+    return tuple(merged)
 
 
 def _execution(config: ModelConfig, runtime_name: str) -> str:
@@ -346,15 +387,107 @@ def max_batch_size(config: ModelConfig, batchable: bool, specs: tuple[TensorSpec
     return max_batch
 
 
+BATCHING_RUNTIMES = frozenset({"sklearn", "xgboost", "lightgbm", "onnx"})
+"""Runtimes whose models the load-time probe may call on zeros (pure functions of their input)."""
+PROBE_ROWS = 8
+PROBE_CALLS = 5
+PROBE_MIN_CALL_NS = 40_000
+"""Batching on by default only for a model whose 1-row call takes at least this long..."""
+PROBE_MAX_RATIO = 3.0
+"""...and whose PROBE_ROWS-row call takes less than this many times as long: the fixed cost of
+a call dominates, so merging requests that arrive together saves most of it."""
+PROBE_SKIP_NS = 2_000_000
+"""A model slower than this per call is not probed further (load time); batching stays off."""
+PROBE_BUDGET_NS = 50_000_000
+"""Measuring one batch size stops after this long (at least one measured call)."""
+
+
+def default_batching(
+    name: str,
+    config: ModelConfig,
+    runtime: Runtime,
+    runtime_name: str,
+    inputs: tuple[TensorSpec, ...],
+    max_batch: int,
+) -> bool:
+    """Whether a model whose model.yaml does not say whether to batch gets dynamic batching:
+    its predict is timed on zeros at 1 and PROBE_ROWS rows (docs/batching.md). The decision and
+    its figures are logged."""
+    if (
+        config.batching_chosen()
+        or max_batch < PROBE_ROWS
+        or runtime_name not in BATCHING_RUNTIMES
+        or config.execution == "process"
+        or any(spec.datatype == "BYTES" for spec in inputs)
+    ):
+        return False
+    try:
+        one = _time_call(runtime, inputs, 1)
+        if one > PROBE_SKIP_NS:
+            log.info(
+                "model '%s': dynamic batching stays off: one call takes %.1f ms, too long to "
+                "measure more at load; set dynamic_batching in model.yaml to turn it on",
+                name,
+                one / 1e6,
+            )
+            return False
+        many = _time_call(runtime, inputs, PROBE_ROWS)
+    except Exception as exc:  # a model that refuses zeros: no default, it loads as it is
+        log.info("model '%s': dynamic batching stays off (probe failed: %s)", name, exc)
+        return False
+    on = one >= PROBE_MIN_CALL_NS and many < PROBE_MAX_RATIO * one
+    log.info(
+        "model '%s': dynamic batching %s: a call takes %.0f µs for 1 row, %.0f µs for %d "
+        "(%s); set dynamic_batching in model.yaml to choose",
+        name,
+        "on by default" if on else "stays off",
+        one / 1e3,
+        many / 1e3,
+        PROBE_ROWS,
+        "the fixed cost per call dominates"
+        if on
+        else "merging would save less than it costs"
+        if one < PROBE_MIN_CALL_NS
+        else "the cost grows with the rows",
+    )
+    return on
+
+
+def _time_call(runtime: Runtime, inputs: tuple[TensorSpec, ...], rows: int) -> int:
+    """The fastest of PROBE_CALLS predict calls on zeros of ``rows`` rows, after one unmeasured
+    call (fewer calls once PROBE_BUDGET_NS has passed)."""
+    arrays = {
+        spec.name: np.zeros(
+            tuple(rows if i == 0 else max(dim, 1) for i, dim in enumerate(spec.shape)),
+            dtype=V2_TO_NUMPY[spec.datatype],
+        )
+        for spec in inputs
+    }
+    began = time.perf_counter_ns()
+    runtime.predict(arrays)
+    best = None
+    for _ in range(PROBE_CALLS):
+        started = time.perf_counter_ns()
+        runtime.predict(arrays)
+        took = time.perf_counter_ns() - started
+        best = took if best is None else min(best, took)
+        if started + took - began > PROBE_BUDGET_NS:
+            break
+    assert best is not None
+    return best
+
+
 def build_loaded_model(
     ctx: LoadContext, runtime: Runtime, runtime_name: str, executor: Executor
 ) -> LoadedModel:
     """Merge the config with the runtime's signature and check that they agree."""
     signature = runtime.signature()
     config = ctx.config
-    inputs = _merge("inputs", _specs(config.inputs), signature.inputs)
-    outputs = _merge("outputs", _specs(config.outputs), signature.outputs)
+    inputs = _merge("inputs", config.inputs, signature.inputs)
+    outputs = _merge("outputs", config.outputs, signature.outputs)
     max_batch = max_batch_size(config, signature.batchable, inputs + outputs)
+    if default_batching(ctx.model_name, config, runtime, runtime_name, inputs, max_batch):
+        config = config.model_copy(update={"dynamic_batching": DynamicBatching()})
     batching = config.dynamic_batching
     policy = BatchPolicy(
         max_batch_size=max_batch,
@@ -375,5 +508,5 @@ def build_loaded_model(
         inputs=inputs,
         outputs=outputs,
         max_batch_size=max_batch,
-        batcher=Batcher(ctx.model_name, runtime.predict, executor, policy),
+        batcher=Batcher(ctx.model_name, runtime.predict, executor, policy, runtime.predictor),
     )

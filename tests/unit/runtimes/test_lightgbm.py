@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from modelserve.errors import ModelLoadError
+from modelserve.runtimes.base import WIDENING_TO_FP64
 from modelserve.types import TensorSpec
 from tests.unit.runtimes.artifacts import build, features, make_ctx
 
@@ -22,7 +23,7 @@ def test_lightgbm_regression_and_multiclass(tmp_path: Path) -> None:
     build.build_iris_lightgbm(path)
     runtime = LightGBMRuntime.load(ctx)
     sig = runtime.signature()
-    assert sig.inputs == (TensorSpec("input", "FP64", (-1, 4)),)
+    assert sig.inputs == (TensorSpec("input", "FP64", (-1, 4), WIDENING_TO_FP64),)
     assert sig.outputs == (TensorSpec("prediction", "FP64", (-1,)),)
     x = features()
     expected = lgb.Booster(model_file=str(path)).predict(x)

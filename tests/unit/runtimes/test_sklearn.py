@@ -6,12 +6,14 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from modelserve.config.model import TensorConfig
 from modelserve.errors import ModelLoadError
+from modelserve.runtimes.base import WIDENING_TO_FP64
 from modelserve.types import TensorSpec
 from tests.unit.runtimes.artifacts import build, features, make_ctx
 
@@ -23,7 +25,7 @@ def test_sklearn_skops_classifier(tmp_path: Path) -> None:
     build.build_iris_sklearn(ctx.version_dir / "model.skops")
     runtime = SklearnRuntime.load(ctx)
     sig = runtime.signature()
-    assert sig.inputs == (TensorSpec("input", "FP64", (-1, 4)),)
+    assert sig.inputs == (TensorSpec("input", "FP64", (-1, 4), WIDENING_TO_FP64),)
     assert sig.outputs == (
         TensorSpec("label", "INT64", (-1,)),
         TensorSpec("probabilities", "FP64", (-1, 3)),
@@ -35,6 +37,33 @@ def test_sklearn_skops_classifier(tmp_path: Path) -> None:
     reference = build.fit_logistic_regression()
     np.testing.assert_array_equal(out["label"], reference.predict(x))
     np.testing.assert_allclose(out["probabilities"], reference.predict_proba(x))
+
+
+def test_sklearn_computes_only_the_outputs_asked_for(tmp_path: Path) -> None:
+    from modelserve.runtimes.sklearn import SklearnRuntime
+
+    ctx = make_ctx(tmp_path / "iris_sklearn")
+    build.build_iris_sklearn(ctx.version_dir / "model.skops")
+    runtime = SklearnRuntime.load(ctx)
+    calls: list[str] = []
+    estimator = runtime._estimator
+    for method in ("predict", "predict_proba"):
+        original = getattr(estimator, method)
+
+        def counted(x: np.ndarray, _name: str = method, _call: Any = original) -> Any:
+            calls.append(_name)
+            return _call(x)
+
+        setattr(estimator, method, counted)
+    x = features()
+    reference = build.fit_logistic_regression()
+    label = runtime.predictor(frozenset({"label"}))({"input": x})
+    assert set(label) == {"label"} and calls == ["predict"]
+    np.testing.assert_array_equal(label["label"], reference.predict(x))
+    calls.clear()
+    proba = runtime.predictor(frozenset({"probabilities"}))({"input": x})
+    assert set(proba) == {"probabilities"} and calls == ["predict_proba"]
+    np.testing.assert_allclose(proba["probabilities"], reference.predict_proba(x))
 
 
 def test_sklearn_random_forest_loads_without_trust(tmp_path: Path) -> None:

@@ -310,3 +310,31 @@ async def test_inline_batching_merges_what_arrived_in_one_loop_tick(
     assert [b.shape[0] for b in model.batches] == [10], "one execution for one tick's arrivals"
     for i, done in enumerate(results):
         np.testing.assert_array_equal(done.outputs["y"], rows(i, 2)["x"] * 2)
+
+
+async def test_requests_wanting_other_outputs_run_apart_with_their_predictor(
+    executor: ThreadPoolExecutor,
+) -> None:
+    model = GatedModel()
+    chosen: list[frozenset[str]] = []
+
+    def select(outputs: frozenset[str]) -> Callable[[Arrays], Arrays]:
+        chosen.append(outputs)
+        return lambda arrays: {"z": model.predict(arrays)["y"] + 1}
+
+    policy = BatchPolicy(max_batch_size=16, dynamic=True, execution="thread")
+    batcher = Batcher("m", model.predict, executor, policy, select)
+    model.gate.clear()
+    first = asyncio.ensure_future(batcher.submit(rows(0, 1), 1))
+    await model.wait_entered()
+    wants_z = frozenset({"z"})
+    everything = [asyncio.ensure_future(batcher.submit(rows(i, 1), 1)) for i in range(2)]
+    only_z = [asyncio.ensure_future(batcher.submit(rows(i, 1), 1, None, wants_z)) for i in range(3)]
+    await asyncio.sleep(0.01)
+    model.gate.set()
+    await asyncio.gather(first, *everything, *only_z)
+    assert sorted(b.shape[0] for b in model.batches[1:]) == [2, 3]
+    assert chosen == [wants_z]  # the predictor is made once per output set
+    for future, start in zip(only_z, range(3), strict=True):
+        np.testing.assert_array_equal(future.result().outputs["z"], rows(start, 1)["x"] * 2 + 1)
+    assert set(everything[0].result().outputs) == {"y"}

@@ -4,6 +4,8 @@ their rows counted, and the Triton model configuration clients read."""
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,11 +17,18 @@ import pytest
 from modelserve.codecs.tensors import v2_datatype
 from modelserve.config.model import load_model_config
 from modelserve.errors import InternalError, InvalidArgument, ModelLoadError
-from modelserve.runtimes.base import LoadContext
+from modelserve.runtimes.base import Arrays, LoadContext, Runtime
 from modelserve.runtimes.python import PythonRuntime
 from modelserve.serving.model import DEFAULT_MAX_BATCH_SIZE, LoadedModel, build_loaded_model
-from modelserve.types import InferenceRequest, RequestedOutput, Tensor, TensorSpec
+from modelserve.types import (
+    InferenceRequest,
+    RequestedOutput,
+    RuntimeSignature,
+    Tensor,
+    TensorSpec,
+)
 from tests.harness import write_python_model
+from tests.unit.runtimes.artifacts import make_ctx
 
 # A model that says its own signature (as an artifact would); model.yaml may add to it.
 DECLARING = """
@@ -139,6 +148,42 @@ def test_invalid_inputs_are_refused_with_the_reason(
         loaded().check_inputs(request(**arrays))
 
 
+def test_accepted_datatypes_are_cast_to_the_declared_one(loaded: Any) -> None:
+    model = loaded(
+        inputs=[
+            {"name": "a", "datatype": "FP32", "shape": [-1, 3], "accept_datatypes": ["FP16"]},
+            {"name": "b", "datatype": "INT64", "shape": [-1], "accept_datatypes": ["INT32"]},
+        ]
+    )
+    half, small = np.ones((2, 3), np.float16), np.array([1, 2], np.int32)
+    arrays = model.check_inputs(request(a=half, b=small))
+    assert arrays["a"].dtype == np.float32 and arrays["b"].dtype == np.int64
+    np.testing.assert_array_equal(arrays["b"], [1, 2])
+    piped = {"a": half, "b": small}
+    assert model.check_arrays(piped) == 2 and piped["a"].dtype == np.float32
+    with pytest.raises(
+        InvalidArgument, match=r"datatype FP64 given, model expects FP32 \(or FP16\)"
+    ):
+        model.check_inputs(request(a=A.astype(np.float64), b=B))
+
+
+def test_only_widening_casts_may_be_accepted(loaded: Any) -> None:
+    narrowing = {"name": "a", "datatype": "FP32", "shape": [-1, 3], "accept_datatypes": ["FP64"]}
+    with pytest.raises(ModelLoadError, match="FP64 cannot be cast to FP32 without changing"):
+        loaded(inputs=[narrowing])
+    output = {"name": "sum", "datatype": "FP32", "shape": [-1], "accept_datatypes": ["FP16"]}
+    with pytest.raises(ModelLoadError, match="accept_datatypes is for inputs only"):
+        loaded(outputs=[output])
+
+
+def test_only_the_outputs_asked_for_are_wanted(loaded: Any) -> None:
+    model = loaded()
+    assert model.wanted(model.check_requested(None)) is None
+    both = (RequestedOutput("label"), RequestedOutput("sum"))
+    assert model.wanted(model.check_requested(both)) is None
+    assert model.wanted(model.check_requested(both[:1])) == frozenset({"label"})
+
+
 def test_the_batch_size_is_bounded_only_for_a_batching_model(loaded: Any) -> None:
     small = loaded(max_batch_size=1)
     with pytest.raises(InvalidArgument, match="batch size 2 exceeds the model's max_batch_size 1"):
@@ -244,3 +289,58 @@ def test_triton_config_of_an_unbatched_model_keeps_every_dimension(loaded: Any) 
     assert "dynamic_batching" not in config
     default = loaded().triton_config()
     assert default["version_policy"] == {"latest": {"num_versions": 1}}
+
+
+# ---- dynamic batching by default -------------------------------------------------------------
+
+
+class SleepingRuntime(Runtime):
+    """Sleeps ``fixed + per_row * rows`` seconds per call (a stand-in for a framework model)."""
+
+    def __init__(self, fixed: float, per_row: float) -> None:
+        self.fixed, self.per_row, self.calls = fixed, per_row, 0
+
+    @classmethod
+    def load(cls, ctx: LoadContext) -> Runtime:
+        raise NotImplementedError
+
+    def signature(self) -> RuntimeSignature:
+        spec = TensorSpec("x", "FP32", (-1, 2))
+        return RuntimeSignature(inputs=(spec,), outputs=(spec,), batchable=True)
+
+    def predict(self, inputs: Arrays) -> Arrays:
+        self.calls += 1
+        time.sleep(self.fixed + self.per_row * inputs["x"].shape[0])
+        return {"x": inputs["x"]}
+
+
+@pytest.mark.parametrize(
+    ("fixed", "per_row", "config", "batching"),
+    [
+        (0.002, 0.0, {}, True),  # the call costs the same for 8 rows as for 1
+        (0.0, 0.002, {}, False),  # the cost grows with the rows
+        (0.002, 0.0, {"dynamic_batching": False}, False),  # model.yaml says no
+        (0.002, 0.0, {"dynamic_batching": None}, False),
+        (0.002, 0.0, {"max_batch_size": 4}, False),  # too small a batch to merge into
+    ],
+)
+def test_batching_is_on_by_default_where_the_call_cost_dominates(
+    tmp_path: Path,
+    executor: ThreadPoolExecutor,
+    caplog: pytest.LogCaptureFixture,
+    fixed: float,
+    per_row: float,
+    config: dict[str, Any],
+    batching: bool,
+) -> None:
+    ctx = make_ctx(tmp_path / "m", **config)
+    runtime = SleepingRuntime(fixed, per_row)
+    with caplog.at_level(logging.INFO, logger="modelserve.serving.model"):
+        model = build_loaded_model(ctx, runtime, "sklearn", executor)
+    assert (model.config.dynamic_batching is not None) is batching
+    assert ("dynamic_batching" in model.triton_config()) is batching
+    if config:
+        assert runtime.calls == 0  # nothing to measure
+    else:
+        verdict = "on by default" if batching else "stays off"
+        assert f"model 'm': dynamic batching {verdict}" in caplog.text
