@@ -317,11 +317,11 @@ class SleepingRuntime(Runtime):
 @pytest.mark.parametrize(
     ("fixed", "per_row", "config", "batching"),
     [
-        (0.002, 0.0, {}, True),  # the call costs the same for 8 rows as for 1
-        (0.0, 0.002, {}, False),  # the cost grows with the rows
-        (0.002, 0.0, {"dynamic_batching": False}, False),  # model.yaml says no
-        (0.002, 0.0, {"dynamic_batching": None}, False),
-        (0.002, 0.0, {"max_batch_size": 4}, False),  # too small a batch to merge into
+        (0.0005, 0.0, {}, True),  # the call costs the same for 8 rows as for 1
+        (0.0, 0.0005, {}, False),  # the cost grows with the rows
+        (0.0005, 0.0, {"dynamic_batching": False}, False),  # model.yaml says no
+        (0.0005, 0.0, {"dynamic_batching": None}, False),
+        (0.0005, 0.0, {"max_batch_size": 4}, False),  # too small a batch to merge into
     ],
 )
 def test_batching_is_on_by_default_where_the_call_cost_dominates(
