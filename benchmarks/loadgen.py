@@ -209,6 +209,23 @@ def grpc_body(
     return Body(path, "application/grpc")
 
 
+def grpc_mlp_body(directory: Path, name: str, rows: int, features: int) -> Body:
+    """A gRPC ModelInfer call to mlp_onnx: ``rows`` rows of FP32 as raw input contents (the same
+    values as ``binary_body``), as perf_analyzer and tritonclient send tensors."""
+    from tritonclient.grpc import service_pb2
+
+    request = service_pb2.ModelInferRequest(model_name="mlp_onnx")
+    tensor = request.inputs.add()
+    tensor.name, tensor.datatype = "input", "FP32"
+    tensor.shape.extend([rows, features])
+    values = (((i % 97) - 48) / 48 for i in range(rows * features))
+    request.raw_input_contents.append(struct.pack(f"<{rows * features}f", *values))
+    message = request.SerializeToString()
+    path = directory / f"{name}.grpc"
+    path.write_bytes(b"\0" + struct.pack(">I", len(message)) + message)
+    return Body(path, "application/grpc", rows=rows)
+
+
 _H2_REQUESTS = re.compile(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded")
 _H2_DATA = re.compile(r"traffic: .*\((\d+)\) data")
 _H2_FINISHED = re.compile(r"finished in ([\d.]+)(m?s)")
@@ -266,4 +283,5 @@ def run_h2load_grpc(
         error_detail=f"{errors} not OK (HTTP {done - http_ok})" if errors else "",
         cpu_us_per_req=(cpu_after - cpu_before) * 1e6 / max(1, done),
         note="h2load",
+        rows_per_req=body.rows,
     )

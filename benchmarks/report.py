@@ -12,7 +12,7 @@ from typing import Any
 from batch import BatchRow
 from loadgen import Point
 
-MS, MLS = "modelserve", "MLServer"
+MS, MLS, TRT = "modelserve", "MLServer", "Triton"
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class Spec:
     """What one row measures."""
 
     scenario: str  # "tiny" | "mlp" | "images"
-    server: str  # "modelserve" | "MLServer"
+    server: str  # "modelserve" | "MLServer" | "Triton" (PyTriton)
     batching: str  # "off" | "on"
     transport: str  # "REST JSON" | "REST binary" | "REST image" | "gRPC"
     tool: str  # "wrk" | "perf_analyzer" | "h2load"
@@ -57,6 +57,7 @@ class Row:
     point: Point | None = None
     na: str = ""  # why there is no point
     ratio: float | None = None  # modelserve req/s / MLServer req/s, same run
+    ratio_triton: float | None = None  # modelserve req/s / Triton req/s, same run
     efficiency: float | None = None  # served rows/s / raw batch-64 rows/s
 
 
@@ -68,6 +69,8 @@ class ServerInfo:
     idle_rss_mb: float
     ratio_startup: float | None = None
     ratio_rss: float | None = None
+    ratio_startup_triton: float | None = None
+    ratio_rss_triton: float | None = None
 
 
 @dataclass
@@ -104,10 +107,22 @@ ROW_HEADERS = (
     "p99 ms",
     "errors",
     "CPU µs/req",
+    "vs TRT",
     "vs MLS",
     "eff",
 )
-RIGHT = {"conc", "req/s", "rows/s", "p50 ms", "p99 ms", "errors", "CPU µs/req", "vs MLS", "eff"}
+RIGHT = {
+    "conc",
+    "req/s",
+    "rows/s",
+    "p50 ms",
+    "p99 ms",
+    "errors",
+    "CPU µs/req",
+    "vs TRT",
+    "vs MLS",
+    "eff",
+}
 
 
 def _row_cells(row: Row) -> list[str]:
@@ -121,7 +136,7 @@ def _row_cells(row: Row) -> list[str]:
         s.logging,
     ]
     if p is None:
-        return [*head, "n/a", "", "", "", "", "", "", ""]
+        return [*head, "n/a", "", "", "", "", "", "", "", ""]
     errors = f"{p.errors} !" if p.errors else "0"
     eff = ""
     if row.efficiency is not None:
@@ -134,6 +149,7 @@ def _row_cells(row: Row) -> list[str]:
         _num(p.p99_ms, 2),
         errors,
         _num(p.cpu_us_per_req),
+        _ratio(row.ratio_triton),
         _ratio(row.ratio),
         eff,
     ]
@@ -201,6 +217,8 @@ def _sections(results: Results) -> list[tuple[str, Sequence[str], list[list[str]
         "repository",
         "startup to ready s",
         "idle RSS MB",
+        "vs TRT start",
+        "vs TRT RSS",
         "vs MLS start",
         "vs MLS RSS",
     )
@@ -210,6 +228,8 @@ def _sections(results: Results) -> list[tuple[str, Sequence[str], list[list[str]
             s.repo,
             _num(s.startup_s, 2),
             _num(s.idle_rss_mb),
+            _ratio(s.ratio_startup_triton),
+            _ratio(s.ratio_rss_triton),
             _ratio(s.ratio_startup),
             _ratio(s.ratio_rss),
         ]
@@ -269,7 +289,14 @@ def _sections(results: Results) -> list[tuple[str, Sequence[str], list[list[str]
             "Servers",
             srv_headers,
             srv,
-            {"startup to ready s", "idle RSS MB", "vs MLS start", "vs MLS RSS"},
+            {
+                "startup to ready s",
+                "idle RSS MB",
+                "vs TRT start",
+                "vs TRT RSS",
+                "vs MLS start",
+                "vs MLS RSS",
+            },
         ),
     ]
 
@@ -307,7 +334,8 @@ def render_markdown(results: Results) -> str:
 
 
 def finish(results: Results) -> None:
-    """Fill in serving efficiency and the modelserve/MLServer ratios; sort the rows."""
+    """Fill in serving efficiency and the modelserve/Triton and modelserve/MLServer ratios;
+    sort the rows."""
     raw = {(r["model"], r["batch"]): r for r in results.raw if r["call"] != "predict_proba"}
     pairs: dict[tuple[str, ...], dict[str, Row]] = {}
     for row in results.rows:
@@ -329,6 +357,10 @@ def finish(results: Results) -> None:
         theirs = pairs.get(key, {}).get(MLS)
         if theirs and theirs.point and theirs.point.req_s > 0:
             row.ratio = row.point.req_s / theirs.point.req_s
+        # Triton serves every model we do (PyTriton, the same artifacts): the same model's row.
+        triton = pairs.get(row.spec.pair_key, {}).get(TRT)
+        if triton and triton.point and triton.point.req_s > 0:
+            row.ratio_triton = row.point.req_s / triton.point.req_s
     order = {"tiny": 0, "mlp": 1, "images": 2}
 
     def sort_key(r: Row) -> tuple[object, ...]:
@@ -341,7 +373,7 @@ def finish(results: Results) -> None:
             s.concurrency,
             s.batching,
             s.logging,
-            s.server != MS,
+            (s.server != MS, s.server == MLS),
         )
 
     results.rows.sort(key=sort_key)
@@ -354,7 +386,12 @@ def write(results: Results, directory: Path) -> None:
         "meta": results.meta,
         "rows": [
             {"key": r.spec.key, **asdict(r.spec), "result": asdict(r.point) if r.point else None}
-            | {"na": r.na, "ratio_vs_mlserver": r.ratio, "efficiency": r.efficiency}
+            | {
+                "na": r.na,
+                "ratio_vs_triton": r.ratio_triton,
+                "ratio_vs_mlserver": r.ratio,
+                "efficiency": r.efficiency,
+            }
             for r in results.rows
         ],
         "raw": results.raw,

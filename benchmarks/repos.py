@@ -1,8 +1,8 @@
 """Build the model repositories the benchmark serves, under ``.bench/repos/``.
 
 - ``modelserve``: iris_onnx, mlp_onnx and iris_sklearn from ``examples/build_examples.py`` with
-  their committed ``model.yaml``, and the detection example (detector_onnx and the
-  detector_pipeline around it; ``part_image`` is the JPEG its rows post);
+  their committed ``model.yaml`` plus ``dynamic_batching: false``, and the detection example
+  (detector_onnx and the detector_pipeline around it; ``part_image`` is the JPEG its rows post);
 - ``modelserve-batching``: the same with ``dynamic_batching: {max_queue_delay_us: 500}``;
 - ``modelserve-logging``: the same as ``modelserve`` with payload logging of every iris_onnx
   request to a file sink (``.bench/payloads/``, rotated at 100 MB, one old file kept);
@@ -28,6 +28,9 @@ MODELS = ("iris_onnx", "mlp_onnx", "iris_sklearn")
 DETECTION = ("detector_onnx",)
 PIPELINES = ("detector_pipeline",)  # no artifact: copied from examples/models as it is
 BATCHING_YAML = "\ndynamic_batching:\n  max_queue_delay_us: 500\n"
+OFF_YAML = "\ndynamic_batching: false\n"
+"""The batching-off rows: off for certain (without the key, modelserve turns batching on for a
+model whose call cost dominates, measured at load: docs/batching.md#batching-by-default)."""
 PAYLOAD_DIR = BENCH_DIR / "payloads"
 LOGGING_YAML = (
     "\nlogging:\n  sample_rate: 1.0\n  sinks:\n"
@@ -46,6 +49,8 @@ class Repos:
     mlserver_off: Path
     mlserver_on: Path
     part_image: Path
+    build: Path
+    """examples/build_examples.py's output: the artifacts PyTriton serves."""
 
 
 def _copy_model(build: Path, model: str, target: Path, extra_yaml: str = "") -> None:
@@ -104,11 +109,13 @@ def build_repos() -> Repos:
         mlserver_off=root / "mlserver-off",
         mlserver_on=root / "mlserver-on",
         part_image=REPO / "examples" / "images" / "part.jpg",
+        build=build,
     )
     for model in MODELS:
-        _copy_model(build, model, repos.modelserve)
+        _copy_model(build, model, repos.modelserve, OFF_YAML)
         _copy_model(build, model, repos.batching, BATCHING_YAML)
-        _copy_model(build, model, repos.logging, LOGGING_YAML if model == "iris_onnx" else "")
+        logging = LOGGING_YAML if model == "iris_onnx" else ""
+        _copy_model(build, model, repos.logging, OFF_YAML + logging)
     for model in DETECTION:
         _copy_model(build, model, repos.modelserve)
     for model in PIPELINES:

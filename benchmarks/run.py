@@ -1,4 +1,5 @@
-"""`make bench`: modelserve against MLServer 1.7.1 on this machine, plus the raw in-process ceiling.
+"""`make bench`: modelserve against Triton (PyTriton) and MLServer on this machine, plus the raw
+in-process ceiling.
 
     .venv/bin/python benchmarks/run.py [--quick] [--only PATTERN[,PATTERN...]] [--seconds S]
 
@@ -26,7 +27,7 @@ import batch
 import repos
 import servers
 import tools
-from report import MLS, MS, Results, ServerInfo, finish, render_text, write
+from report import MLS, MS, TRT, Results, ServerInfo, finish, render_text, write
 from scenarios import Bench, plan, selected
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -91,6 +92,8 @@ SERVED = {
     (MS, "off", "off"): "iris_onnx, mlp_onnx, iris_sklearn, detector_onnx, detector_pipeline",
     (MS, "on", "off"): "iris_onnx, mlp_onnx, iris_sklearn; dynamic_batching",
     (MS, "off", "file"): "iris_onnx, mlp_onnx, iris_sklearn; iris_onnx payload logging to a file",
+    (TRT, "off", "off"): "iris_onnx, mlp_onnx, iris_sklearn",
+    (TRT, "on", "off"): "iris_onnx, mlp_onnx, iris_sklearn; dynamic batching",
     (MLS, "off", "off"): "iris_sklearn",
     (MLS, "on", "off"): "iris_sklearn; adaptive batching",
 }
@@ -100,8 +103,12 @@ def server_rows(bench: Bench, results: Results) -> None:
     for (kind, batching, logging), srv in bench.servers.items():
         if isinstance(srv, servers.Server):
             name = (
-                kind if kind == MS else f"MLServer (parallel_workers={bench.args.mlserver_workers})"
+                kind
+                if kind != MLS
+                else f"MLServer (parallel_workers={bench.args.mlserver_workers})"
             )
+            if kind == TRT:
+                name = "Triton (PyTriton 0.7.0)"
             served = SERVED[kind, batching, logging]
             info = ServerInfo(name, served, srv.startup_s, srv.idle_rss_mb)
             results.servers.append(info)
@@ -110,6 +117,13 @@ def server_rows(bench: Bench, results: Results) -> None:
     if alone and other:
         alone.ratio_startup = alone.startup_s / other.startup_s
         alone.ratio_rss = alone.idle_rss_mb / other.idle_rss_mb
+    # Triton and modelserve with the same three models and the same batching settings
+    for batching in ("on", "off"):
+        ours, theirs = (bench.servers.get((k, batching, "off")) for k in (MS, TRT))
+        if isinstance(ours, servers.Server) and isinstance(theirs, servers.Server):
+            mine = next(s for s in results.servers if s.repo == SERVED[MS, batching, "off"])
+            mine.ratio_startup_triton = ours.startup_s / theirs.startup_s
+            mine.ratio_rss_triton = ours.idle_rss_mb / theirs.idle_rss_mb
 
 
 def machine() -> dict[str, object]:
@@ -138,6 +152,7 @@ def machine() -> dict[str, object]:
         "onnxruntime": metadata.version("onnxruntime"),
         "scikit-learn": tools.sklearn_version(),
         "MLServer": "1.7.1 (mlserver-sklearn 1.7.1, uvloop<0.22)",
+        "Triton": "PyTriton 0.7.0 (tritonserver 2.51, Python backend)",
         "load average at start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
 

@@ -10,28 +10,36 @@ from pathlib import Path
 import loadgen
 import servers
 import tools
-from report import MLS, MS, Row, Spec
+from report import MLS, MS, TRT, Row, Spec
 from repos import Repos
 
 SKLEARN_OUTPUTS = ("predict", "predict_proba")  # MLServer: the same work as one modelserve call
 
 
 def plan(concurrencies: tuple[int, ...]) -> list[Spec]:
-    """Every point, pairs adjacent (modelserve, then MLServer) so that they see the same load."""
+    """Every point, the servers' rows of one model adjacent (modelserve, Triton, then MLServer)
+    so that they see the same load."""
     specs: list[Spec] = []
     busy = tuple(c for c in concurrencies if c > 1)
     for batching, levels in (("off", concurrencies), ("on", busy)):
         for c in levels:
-            specs.append(Spec("tiny", MS, batching, "REST JSON", "wrk", "iris_onnx", c))
-            for server in (MS, MLS):
+            for server in (MS, TRT):
+                specs.append(Spec("tiny", server, batching, "REST JSON", "wrk", "iris_onnx", c))
+            for server in (MS, TRT, MLS):
                 specs.append(Spec("tiny", server, batching, "REST JSON", "wrk", "iris_sklearn", c))
         for c in levels:
             if batching == "off":
-                specs.append(Spec("tiny", MS, batching, "gRPC", "perf_analyzer", "iris_onnx", c))
-            specs.append(Spec("tiny", MS, batching, "gRPC", "h2load", "iris_onnx", c))
-            for server in (MS, MLS):
+                for server in (MS, TRT):
+                    specs.append(
+                        Spec("tiny", server, batching, "gRPC", "perf_analyzer", "iris_onnx", c)
+                    )
+            for server in (MS, TRT):
+                specs.append(Spec("tiny", server, batching, "gRPC", "h2load", "iris_onnx", c))
+            for server in (MS, TRT, MLS):
                 specs.append(Spec("tiny", server, batching, "gRPC", "h2load", "iris_sklearn", c))
-        specs.append(Spec("mlp", MS, batching, "REST binary", "wrk", "mlp_onnx", 64, 8))
+        for server in (MS, TRT):
+            specs.append(Spec("mlp", server, batching, "REST binary", "wrk", "mlp_onnx", 64, 8))
+            specs.append(Spec("mlp", server, batching, "gRPC", "h2load", "mlp_onnx", 64, 8))
     # camera images through the detection pipeline: a JPEG posted as it is, one per request
     specs.append(Spec("images", MS, "off", "REST image", "wrk", "detector_pipeline", 8))
     # Payload logging of every request to a file (sample_rate 1.0), next to the rows above
@@ -74,6 +82,8 @@ class Bench:
             self.tool(name, setups[name])
         if any(spec.server == MLS for spec in specs):
             self.tool("mlserver", tools.ensure_mlserver)
+        if any(spec.server == TRT for spec in specs):
+            self.tool("pytriton", tools.ensure_pytriton)
 
     def server(self, kind: str, batching: str, logging: str = "off") -> servers.Server | str:
         """The running server, or why there is none."""
@@ -89,6 +99,13 @@ class Bench:
                 if logging == "file":
                     repo = self.repos.logging
                 return servers.start_modelserve(repo, batching, self.logs, self.grpc_flag)
+            if kind == TRT:
+                pytriton = self.tool("pytriton", tools.ensure_pytriton)
+                if pytriton is None:
+                    return "PyTriton could not be installed"
+                return servers.start_pytriton(
+                    pytriton, self.repos.build, self.repos.mlserver_off, batching, self.logs
+                )
             mlserver = self.tool("mlserver", tools.ensure_mlserver)
             if mlserver is None:
                 return "MLServer could not be installed"
@@ -107,6 +124,8 @@ class Bench:
             datatype = "FP64" if spec.model == "iris_sklearn" else "FP32"
             if spec.transport == "REST binary":
                 body = loadgen.binary_body(self.logs, name, spec.rows_per_request, 256)
+            elif spec.transport == "gRPC" and spec.model == "mlp_onnx":
+                body = loadgen.grpc_mlp_body(self.logs, name, spec.rows_per_request, 256)
             elif spec.transport == "REST image":
                 body = loadgen.image_body(self.logs, name, self.repos.part_image)
             elif spec.transport == "gRPC":

@@ -22,6 +22,7 @@ from pathlib import Path
 from tools import REPO, Tool, log
 
 HOST = "127.0.0.1"
+PYTRITON_MODELS = ("iris_onnx", "mlp_onnx", "iris_sklearn")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 _LIVE: dict[int, subprocess.Popen[bytes]] = {}
 
@@ -157,7 +158,7 @@ def http_json(url: str, data: bytes) -> tuple[int | None, object]:
 
 @dataclass
 class Server:
-    kind: str  # "modelserve" | "MLServer"
+    kind: str  # "modelserve" | "MLServer" | "Triton"
     batching: str  # "off" | "on"
     proc: subprocess.Popen[bytes]
     http_port: int
@@ -293,4 +294,43 @@ def start_mlserver(
         stop(proc)
         raise
     log(f"MLServer ready in {server.startup_s:.2f}s (parallel_workers={workers})")
+    return server
+
+
+def start_pytriton(
+    tool: Tool,
+    build: Path,
+    mlserver_repo: Path,
+    batching: str,
+    logs: Path,
+    cpu: int = 0,
+    timeout: float = 180.0,
+) -> Server:
+    """Triton through PyTriton (benchmarks/pytriton_server.py): tritonserver, its Python backend
+    stubs and the process holding the models all run on ``cpu`` (one process group)."""
+    http_port, grpc_port = free_port(), free_port()
+    argv = [*tool.argv, str(build), str(mlserver_repo), "--batching", batching]
+    argv += ["--http-port", str(http_port), "--grpc-port", str(grpc_port)]
+    argv += ["--metrics-port", str(free_port())]
+    log_path = logs / f"triton-{batching}.log"
+    started = time.monotonic()
+    env = {**tool.environ(), "PYTHONUNBUFFERED": "1"}
+    proc = spawn(argv, cpu=cpu, log_path=log_path, env=env, cwd=logs)
+    server = Server("Triton", batching, proc, http_port, grpc_port, log_path)
+    try:
+        _wait_ready(server, started, timeout)
+        # PyTriton loads the models once tritonserver is up (explicit model control), and
+        # /v2/health/ready answers 200 before: ready = every model READY.
+        deadline = started + timeout
+        while not all(server.model_ready(m) for m in PYTRITON_MODELS):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"Triton's models not ready:\n{server.log_tail()}")
+            time.sleep(0.02)
+        server.startup_s = time.monotonic() - started
+        time.sleep(1.0)
+        server.idle_rss_mb = rss_mb(server.pid)
+    except BaseException:
+        stop(proc)
+        raise
+    log(f"Triton (PyTriton) ready in {server.startup_s:.2f}s")
     return server

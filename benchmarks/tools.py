@@ -5,7 +5,9 @@
 - Triton's ``perf_analyzer``: the binary bundled in the tritonclient 2.48.0 wheel, in its own venv,
   with Debian's libb64 extracted (not installed) and PyPI's CUDA runtime library on
   ``LD_LIBRARY_PATH`` (the binary links it even when the server has no GPU);
-- MLServer 1.7.1 with its scikit-learn runtime in ``.bench/mlserver-venv``.
+- MLServer 1.7.1 with its scikit-learn runtime in ``.bench/mlserver-venv``;
+- NVIDIA Triton through PyTriton 0.7.0 (``nvidia-pytriton``, which bundles tritonserver 2.51)
+  in ``.bench/pytriton-venv``, with our onnxruntime and scikit-learn versions.
 
 Every function returns None (after printing why) when its tool cannot be had, so the scenarios
 that need it are skipped instead of failing the whole run.
@@ -17,6 +19,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -25,6 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 BENCH_DIR = REPO / ".bench"
 
 PERF_ANALYZER_PACKAGES = ("tritonclient==2.48.0", "nvidia-cuda-runtime-cu12")
+PYTRITON_PACKAGES = ("nvidia-pytriton==0.7.0",)
 MLSERVER_PACKAGES = (
     "mlserver==1.7.1",
     "mlserver-sklearn==1.7.1",
@@ -186,3 +190,24 @@ def ensure_mlserver() -> Tool | None:
         log("MLServer could not be set up; MLServer rows are skipped")
         return None
     return Tool((str(bindir / "mlserver"),))
+
+
+def ensure_pytriton() -> Tool | None:
+    """PyTriton (tritonserver inside) plus our onnxruntime, scikit-learn and joblib versions, so
+    that it serves the very same artifacts. Its Python backend stub links ``libpython3.11``:
+    LD_LIBRARY_PATH points at this interpreter's own LIBDIR, so the stub does not pick up another
+    Python's library."""
+    packages = (
+        *PYTRITON_PACKAGES,
+        f"onnxruntime=={metadata.version('onnxruntime')}",
+        f"scikit-learn=={sklearn_version()}",
+        f"joblib=={metadata.version('joblib')}",
+    )
+    bindir = _venv(BENCH_DIR / "pytriton-venv", packages, "\n".join(packages))
+    if bindir is None:
+        log("PyTriton could not be set up; Triton rows are skipped")
+        return None
+    libdir = sysconfig.get_config_var("LIBDIR") or ""
+    paths = [libdir, *filter(None, [os.environ.get("LD_LIBRARY_PATH")])]
+    script = str(REPO / "benchmarks" / "pytriton_server.py")
+    return Tool((str(bindir / "python"), script), {"LD_LIBRARY_PATH": ":".join(paths)})
