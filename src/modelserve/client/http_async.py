@@ -25,11 +25,21 @@ __all__ = ["AsyncHttpTransport"]
 T = TypeVar("T")
 
 
-def _failure(call: HttpCall[Any], exc: httpx.HTTPError, where: str, timeout: float) -> ClientError:
+def _failure(
+    call: HttpCall[Any], exc: httpx.HTTPError, where: str, options: HttpOptions
+) -> ClientError:
+    timeout = options.timeout
     tls = tls_cause(exc)
     if tls is not None:
         return tls_failure(call, tls, where)
-    if isinstance(exc, httpx.ConnectTimeout | httpx.ConnectError | httpx.PoolTimeout):
+    if isinstance(exc, httpx.PoolTimeout):
+        # nothing was sent: the client's own limit, not the server's; not retried
+        return DeadlineError(
+            f"{call.what}: all {options.max_connections} connections to {where} stayed busy "
+            f"for {timeout:g} s (more calls at once than the pool holds)",
+            request_id=call.request_id,
+        )
+    if isinstance(exc, httpx.ConnectTimeout | httpx.ConnectError):
         return ConnectionFailedError(
             f"{call.what}: cannot connect to {where}: {exc or type(exc).__name__}",
             request_id=call.request_id,
@@ -83,7 +93,7 @@ class AsyncHttpTransport:
                 call.method, call.path, content=call.body, headers=headers
             )
         except httpx.HTTPError as exc:
-            raise _failure(call, exc, self._where, self._options.timeout) from None
+            raise _failure(call, exc, self._where, self._options) from None
         return finish(
             call, HttpAnswer(reply.status_code, reply.headers, reply.content), self._where
         )
