@@ -93,8 +93,9 @@ def _import_user_module(ctx: LoadContext, module_path: str) -> tuple[ModuleType,
 
 
 def _forget_modules(prefix: str) -> None:
-    for name in [n for n in sys.modules if n == prefix or n.startswith(prefix + ".")]:
-        del sys.modules[name]
+    # list() copies the keys in one step under the GIL: another thread may import meanwhile
+    for name in [n for n in list(sys.modules) if n == prefix or n.startswith(prefix + ".")]:
+        sys.modules.pop(name, None)
 
 
 def _specs(owner: type, attribute: str) -> tuple[TensorSpec, ...]:

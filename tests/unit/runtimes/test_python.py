@@ -135,3 +135,38 @@ def test_example_python_add_model() -> None:
     np.testing.assert_array_equal(out["OUTPUT0"], a + b)
     np.testing.assert_array_equal(out["OUTPUT1"], a - b)
     runtime.unload()
+
+
+def test_forgetting_modules_while_another_thread_imports() -> None:
+    """Unloading a python model forgets its modules while other threads import (a loader
+    thread, a request): a copy of sys.modules' keys is taken in one step, never iterated live
+    ('dictionary changed size during iteration' in a server's teardown)."""
+    import sys
+    import threading
+
+    from modelserve.runtimes.python import _forget_modules
+
+    stop = threading.Event()
+
+    def churn() -> None:
+        n = 0
+        while not stop.is_set():
+            sys.modules[f"_modelserve_churn_{n % 50}"] = sys  # type: ignore[assignment]
+            sys.modules.pop(f"_modelserve_churn_{(n + 25) % 50}", None)
+            n += 1
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often: many interleavings in a short test
+    thread = threading.Thread(target=churn)
+    thread.start()
+    try:
+        for _ in range(500):
+            sys.modules["_modelserve_forget_me.part"] = sys  # type: ignore[assignment]
+            _forget_modules("_modelserve_forget_me")
+            assert "_modelserve_forget_me.part" not in sys.modules
+    finally:
+        stop.set()
+        thread.join()
+        sys.setswitchinterval(interval)
+        for n in range(50):
+            sys.modules.pop(f"_modelserve_churn_{n}", None)
