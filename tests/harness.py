@@ -178,8 +178,9 @@ class CliProcess:
 
     @staticmethod
     def _read(stream: Any, into: list[str]) -> None:
-        for line in iter(stream.readline, ""):
-            into.append(line)
+        with contextlib.suppress(ValueError, OSError):  # the pipe was closed under a straggler
+            for line in iter(stream.readline, ""):
+                into.append(line)
 
     @property
     def log(self) -> str:
@@ -248,6 +249,9 @@ class CliProcess:
     def __exit__(self, *exc: object) -> None:
         self.kill()
         self._drain()
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
 
 
 def run_cli(
@@ -320,3 +324,35 @@ def write_python_model(
     document = {"runtime": "python", "entrypoint": f"model:{entrypoint}", **(config or {})}
     (folder / "model.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
     return folder
+
+
+def wait_for_metric(
+    base_url: str, metric: str, model: str, at_least: float, timeout: float = START_TIMEOUT_S
+) -> None:
+    """Wait until the gauge ``metric`` of ``model`` (summed over its versions) on the server's
+    ``/metrics`` reaches ``at_least``: e.g. ``modelserve_model_queue_depth`` for requests queued
+    behind a busy one, ``modelserve_model_batches_in_flight`` for a request now running. A test
+    waits for that, not for a fixed sleep a loaded machine can outrun. In an async test call it
+    through ``asyncio.to_thread`` so the test's own requests keep going."""
+    import httpx
+
+    line = re.compile(rf'^{metric}{{[^}}]*model="{re.escape(model)}"[^}}]*}} (\S+)$', re.M)
+    deadline = time.monotonic() + timeout
+    while True:
+        text = httpx.get(f"{base_url}/metrics", timeout=10).text
+        seen = sum(float(m.group(1)) for m in line.finditer(text))
+        if seen >= at_least:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{metric} of '{model}' never reached {at_least} (last {seen})")
+        time.sleep(0.02)
+
+
+def wait_for_queue(base_url: str, model: str, depth: int, timeout: float = START_TIMEOUT_S) -> None:
+    """Wait until ``model``'s queue holds at least ``depth`` requests."""
+    wait_for_metric(base_url, "modelserve_model_queue_depth", model, depth, timeout)
+
+
+def wait_for_running(base_url: str, model: str, timeout: float = START_TIMEOUT_S) -> None:
+    """Wait until a batch of ``model`` is executing."""
+    wait_for_metric(base_url, "modelserve_model_batches_in_flight", model, 1, timeout)

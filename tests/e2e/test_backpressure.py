@@ -11,10 +11,11 @@ import pytest
 
 from modelserve.protocol import grpc_service_pb2 as pb
 from tests.conftest import RunningServer, Servers
-from tests.harness import write_python_model
+from tests.harness import wait_for_queue, wait_for_running, write_python_model
 
 SLOW_MODEL = """
 import threading, time
+from pathlib import Path
 import numpy as np
 
 class Slow:
@@ -25,7 +26,13 @@ class Slow:
         x = inputs["x"]
         with self.lock:
             Slow.calls.append(x[:, 0].tolist())
-        time.sleep(float(x[0, 1]))
+        if x[0, 1] < 0:  # held until the test opens the gate named by its tag
+            gate = Path(__file__).parent / f"open-{int(x[0, 0])}"
+            deadline = time.monotonic() + 60
+            while not gate.exists() and time.monotonic() < deadline:
+                time.sleep(0.005)
+        else:
+            time.sleep(float(x[0, 1]))
         return {"y": x * 2, "rows": np.full((x.shape[0], 1), x.shape[0], dtype=np.int32)}
 """
 
@@ -52,6 +59,22 @@ def slow_server(tmp_path_factory: pytest.TempPathFactory, serve_module: Servers)
     return serve_module(repo)
 
 
+HELD = -1.0
+"""The sleep value that holds a request in the model until ``_open(server, model, tag)``."""
+
+
+async def _queued(server: RunningServer, model: str, depth: int) -> None:
+    await asyncio.to_thread(wait_for_queue, server.http, model, depth)
+
+
+async def _running(server: RunningServer, model: str) -> None:
+    await asyncio.to_thread(wait_for_running, server.http, model)
+
+
+def _open(server: RunningServer, model: str, tag: int) -> None:
+    (server.settings.model_repository / model / f"open-{tag}").touch()
+
+
 def _body(tag: float, sleep: float, timeout_us: int | None = None) -> dict[str, object]:
     body: dict[str, object] = {
         "inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 2], "data": [tag, sleep]}]
@@ -64,11 +87,12 @@ def _body(tag: float, sleep: float, timeout_us: int | None = None) -> dict[str, 
 async def test_full_queue_gets_503_with_retry_after(slow_server: RunningServer) -> None:
     async with httpx.AsyncClient(base_url=f"http://{slow_server.url}", timeout=30) as client:
         url = "/v2/models/bounded/infer"
-        busy = asyncio.ensure_future(client.post(url, json=_body(1, 0.5)))
-        await asyncio.sleep(0.1)
+        busy = asyncio.ensure_future(client.post(url, json=_body(1, HELD)))
+        await _running(slow_server, "bounded")
         queued = [asyncio.ensure_future(client.post(url, json=_body(2, 0))) for _ in range(2)]
-        await asyncio.sleep(0.1)
+        await _queued(slow_server, "bounded", 2)
         refused = await client.post(url, json=_body(3, 0))
+        _open(slow_server, "bounded", 1)
         assert refused.status_code == 503
         assert refused.headers["retry-after"] == "1"
         assert "queue is full" in refused.json()["error"]
@@ -80,12 +104,13 @@ async def test_request_expiring_in_queue_gets_504_and_is_not_run(
 ) -> None:
     async with httpx.AsyncClient(base_url=f"http://{slow_server.url}", timeout=30) as client:
         url = "/v2/models/timed/infer"
-        busy = asyncio.ensure_future(client.post(url, json=_body(11, 0.4, timeout_us=5_000_000)))
-        await asyncio.sleep(0.1)
+        busy = asyncio.ensure_future(client.post(url, json=_body(11, HELD, timeout_us=60_000_000)))
+        await _running(slow_server, "timed")
         expired = await client.post(url, json=_body(12, 0))  # default 100 ms timeout
+        short = await client.post(url, json=_body(13, 0, timeout_us=20_000))
+        _open(slow_server, "timed", 11)
         assert expired.status_code == 504
         assert "error" in expired.json()
-        short = await client.post(url, json=_body(13, 0, timeout_us=20_000))
         assert short.status_code == 504
         assert (await busy).status_code == 200
         check = await client.post(url, json=_body(14, 0))
@@ -97,11 +122,14 @@ async def test_request_expiring_in_queue_gets_504_and_is_not_run(
 async def test_concurrent_requests_are_batched(slow_server: RunningServer) -> None:
     async with httpx.AsyncClient(base_url=f"http://{slow_server.url}", timeout=30) as client:
         url = "/v2/models/batched/infer"
-        busy = asyncio.ensure_future(client.post(url, json=_body(1, 0.3)))
-        await asyncio.sleep(0.1)
-        replies = await asyncio.gather(
-            *[client.post(url, json=_body(float(i), 0)) for i in range(2, 8)]
-        )
+        busy = asyncio.ensure_future(client.post(url, json=_body(1, HELD)))
+        await _running(slow_server, "batched")
+        waiting = [
+            asyncio.ensure_future(client.post(url, json=_body(float(i), 0))) for i in range(2, 8)
+        ]
+        await _queued(slow_server, "batched", 6)
+        _open(slow_server, "batched", 1)
+        replies = await asyncio.gather(*waiting)
         await busy
     for i, reply in enumerate(replies, start=2):
         outputs = {o["name"]: o["data"] for o in reply.json()["outputs"]}
@@ -114,11 +142,12 @@ async def test_full_queue_refuses_before_decoding_the_body(slow_server: RunningS
     first, so a flood of large bodies at a full queue costs no decoding."""
     async with httpx.AsyncClient(base_url=f"http://{slow_server.url}", timeout=30) as client:
         url = "/v2/models/bounded/infer"
-        busy = asyncio.ensure_future(client.post(url, json=_body(1, 0.5)))
-        await asyncio.sleep(0.1)
+        busy = asyncio.ensure_future(client.post(url, json=_body(4, HELD)))
+        await _running(slow_server, "bounded")
         queued = [asyncio.ensure_future(client.post(url, json=_body(2, 0))) for _ in range(2)]
-        await asyncio.sleep(0.1)
+        await _queued(slow_server, "bounded", 2)
         refused = await client.post(url, content=b'{"inputs": [' + b"1," * 100_000)
+        _open(slow_server, "bounded", 4)
         assert refused.status_code == 503, refused.text
         assert refused.headers["retry-after"] == "1"
         assert [r.status_code for r in await asyncio.gather(busy, *queued)] == [200, 200, 200]
@@ -134,10 +163,10 @@ async def test_grpc_full_queue_refuses_before_decoding(slow_server: RunningServe
     )
     async with httpx.AsyncClient(base_url=f"http://{slow_server.url}", timeout=30) as client:
         url = "/v2/models/bounded/infer"
-        busy = asyncio.ensure_future(client.post(url, json=_body(1, 0.5)))
-        await asyncio.sleep(0.1)
+        busy = asyncio.ensure_future(client.post(url, json=_body(5, HELD)))
+        await _running(slow_server, "bounded")
         queued = [asyncio.ensure_future(client.post(url, json=_body(2, 0))) for _ in range(2)]
-        await asyncio.sleep(0.1)
+        await _queued(slow_server, "bounded", 2)
         async with grpc.aio.insecure_channel(slow_server.grpc_url) as channel:
             call = channel.unary_unary(
                 "/inference.GRPCInferenceService/ModelInfer",
@@ -146,6 +175,7 @@ async def test_grpc_full_queue_refuses_before_decoding(slow_server: RunningServe
             )
             with pytest.raises(grpc.aio.AioRpcError) as refused:
                 await call(undecodable, timeout=10)
+        _open(slow_server, "bounded", 5)
         assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         trailing = dict(refused.value.trailing_metadata() or ())
         assert trailing["retry-after"] == "1", "REST's Retry-After, as trailing metadata"

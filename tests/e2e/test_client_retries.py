@@ -14,7 +14,7 @@ import pytest
 
 from modelserve.client import Client, InvalidInputError, UnavailableError
 from tests.conftest import RunningServer, Servers
-from tests.harness import write_python_model
+from tests.harness import wait_for_queue, wait_for_running, write_python_model
 
 PROTOCOLS = ("http", "grpc")
 
@@ -63,9 +63,9 @@ def _occupy(server: RunningServer, seconds: float) -> list[threading.Thread]:
         threading.Thread(target=_infer, args=(server, 0.0)),
     ]
     threads[0].start()
-    time.sleep(0.3)
+    wait_for_running(server.http, "slow")
     threads[1].start()
-    time.sleep(0.3)
+    wait_for_queue(server.http, "slow", 1)
     return threads
 
 
@@ -76,7 +76,7 @@ def _infer(server: RunningServer, seconds: float) -> None:
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_full_queue_is_retried_after_retry_after(slow_server: RunningServer, protocol: str) -> None:
-    threads = _occupy(slow_server, 1.5)
+    threads = _occupy(slow_server, 2.5)
     before = _fails(slow_server)
     with Client(url_of(slow_server, protocol), retries=4) as client:
         started = time.monotonic()
@@ -94,13 +94,13 @@ def test_full_queue_is_retried_after_retry_after(slow_server: RunningServer, pro
 def test_full_queue_without_retries_fails_at_once(
     slow_server: RunningServer, protocol: str
 ) -> None:
-    threads = _occupy(slow_server, 1.0)
+    threads = _occupy(slow_server, 2.5)
     try:
         with Client(url_of(slow_server, protocol), retries=0) as client:
             started = time.monotonic()
             with pytest.raises(UnavailableError, match="queue is full") as caught:
                 client.predict("slow", [[0.0]])
-            assert time.monotonic() - started < 0.5
+            assert time.monotonic() - started < 0.9  # no Retry-After wait (1 s)
         assert caught.value.retry_after == 1.0 and caught.value.status == 503
     finally:
         for thread in threads:
