@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from modelserve.config.model import parse_model_config
+from modelserve.config.pbtxt import from_triton_json, looks_like_triton_json
 from modelserve.errors import (
     ErrorCode,
     FailedPrecondition,
@@ -119,7 +120,8 @@ class DataPlane:
 
     async def load_model(self, name: str, config_json: str | None = None) -> None:
         """The repository extension's load: (re)load a model, optionally with a config
-        override (a JSON document in model.yaml's schema). Explicit model-control mode only."""
+        override: a JSON document in model.yaml's schema, or Triton's JSON model configuration
+        (``{"max_batch_size": 16, "input": [...]}``). Explicit model-control mode only."""
         self._check_control("load")
         override = None
         if config_json:
@@ -127,8 +129,12 @@ class DataPlane:
                 document = orjson.loads(config_json)
             except orjson.JSONDecodeError as exc:
                 raise InvalidArgument(f"the 'config' parameter is not valid JSON: {exc}") from None
+            source = Path(name) / "config parameter"
             try:
-                override = parse_model_config(document, Path(name) / "config parameter")
+                if isinstance(document, dict) and looks_like_triton_json(document):
+                    override = from_triton_json(document, source)
+                else:
+                    override = parse_model_config(document, source)
             except ModelLoadError as exc:
                 raise InvalidArgument(str(exc)) from None
             if (

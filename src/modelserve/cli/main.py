@@ -13,7 +13,18 @@ import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
 
-from modelserve.cli import batch, experiment, k8s, labels, models, monitor, predict, serve, tools
+from modelserve.cli import (
+    batch,
+    experiment,
+    k8s,
+    labels,
+    models,
+    monitor,
+    predict,
+    repo,
+    serve,
+    tools,
+)
 
 __all__ = ["CommandError", "build_parser", "main"]
 
@@ -26,6 +37,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     experiment,
     batch,
     k8s,
+    repo,
     tools,
 )
 

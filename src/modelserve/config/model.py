@@ -62,6 +62,33 @@ class TensorConfig(BaseModel):
                 )
         return self
 
+    reshape: list[int] | None = Field(
+        default=None,
+        description="The shape the model itself takes or gives, when it differs from `shape` "
+        "(as Triton's `reshape`): without the batch dimension when the model batches; -1 at "
+        "most once.",
+    )
+    labels: str | None = Field(
+        default=None,
+        description="Outputs: a file in the model folder with one class label per line, for "
+        "the classification extension (default: labels.txt when present, else the classes "
+        "the artifact names).",
+    )
+
+    @field_validator("reshape")
+    @classmethod
+    def _reshape_dims(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (any(d < -1 or d == 0 for d in value) or value.count(-1) > 1):
+            raise ValueError("reshape: positive sizes, and -1 at most once")
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_file(cls, value: str | None) -> str | None:
+        if value is not None and (not value or "/" in value or "\\" in value or value[0] == "."):
+            raise ValueError("labels: a file name in the model folder")
+        return value
+
     @field_validator("shape")
     @classmethod
     def _dims(cls, value: list[int]) -> list[int]:
@@ -421,9 +448,14 @@ def parse_model_config(data: Any, source: Path) -> ModelConfig:
 
 
 def load_model_config(model_dir: Path) -> ModelConfig:
-    """Read ``model.yaml`` (absent means all defaults); errors name the file and the key."""
+    """Read ``model.yaml`` (absent means all defaults); errors name the file and the key. A
+    folder with Triton's ``config.pbtxt`` and no model.yaml is read through config/pbtxt.py."""
     path = model_dir / MODEL_CONFIG_FILE
     if not path.exists():
+        if (model_dir / "config.pbtxt").is_file():
+            from modelserve.config.pbtxt import load_pbtxt
+
+            return load_pbtxt(model_dir).require()
         return ModelConfig()
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))

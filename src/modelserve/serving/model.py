@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -38,6 +38,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("modelserve.serving.model")
+
+Predict = Callable[[Arrays], Arrays]
 
 DEFAULT_MAX_BATCH_SIZE = 64
 """max_batch_size given to a model whose artifact has a variable first dimension everywhere and
@@ -107,6 +109,9 @@ class LoadedModel:
     """How long loading and warming up this version took (set by the repository)."""
     cache: CachePartition | None = None
     """Its response cache (set by the repository for ``response_cache`` in model.yaml)."""
+    predict: Predict | None = None
+    """The runtime's predict on the declared shapes (``reshape`` applied): what the batcher
+    and warm-up call."""
     _inputs_by_name: dict[str, TensorSpec] = field(init=False)
     _outputs_by_name: dict[str, TensorSpec] = field(init=False)
 
@@ -251,12 +256,20 @@ class LoadedModel:
         """The Triton model configuration (protobuf-JSON form) perf_analyzer and clients read."""
         skip = 1 if self.max_batch_size > 0 else 0
 
+        declared = {t.name: t for t in [*(self.config.inputs or ()), *(self.config.outputs or ())]}
+
         def tensor(spec: TensorSpec) -> dict[str, Any]:
-            return {
+            doc: dict[str, Any] = {
                 "name": spec.name,
                 "data_type": V2_TO_TRITON[spec.datatype],
                 "dims": list(spec.shape[skip:]),
             }
+            config = declared.get(spec.name)
+            if config is not None and config.reshape is not None:
+                doc["reshape"] = {"shape": config.reshape}
+            if config is not None and config.labels is not None:
+                doc["label_filename"] = config.labels
+            return doc
 
         policy = self.config.version_policy
         if policy.all:
@@ -498,6 +511,13 @@ def build_loaded_model(
         instances=config.instances,
         execution=_execution(config, runtime_name),
     )
+    predict = _reshaping(runtime.predict, config, max_batch)
+    predictor = runtime.predictor
+    if predict is not runtime.predict:  # reshaped: so are the predicts for some outputs
+
+        def predictor(outputs: frozenset[str]) -> Predict:
+            return _reshaping(runtime.predictor(outputs), config, max_batch)
+
     return LoadedModel(
         name=ctx.model_name,
         version=ctx.version,
@@ -508,5 +528,37 @@ def build_loaded_model(
         inputs=inputs,
         outputs=outputs,
         max_batch_size=max_batch,
-        batcher=Batcher(ctx.model_name, runtime.predict, executor, policy, runtime.predictor),
+        batcher=Batcher(ctx.model_name, predict, executor, policy, predictor),
+        predict=predict,
     )
+
+
+def _reshaping(predict: Predict, config: ModelConfig, max_batch: int) -> Predict:
+    """``predict`` taking the declared shapes where model.yaml (or config.pbtxt) gives a
+    ``reshape``: inputs are reshaped to it before the model, outputs back to their declared
+    shape after."""
+    batched = max_batch > 0
+    inputs = {t.name: tuple(t.reshape) for t in config.inputs or () if t.reshape is not None}
+    outputs = {
+        t.name: tuple(t.shape[1:] if batched else t.shape)
+        for t in config.outputs or ()
+        if t.reshape is not None
+    }
+    if not inputs and not outputs:
+        return predict
+
+    def shaped(array: npt.NDArray[Any], dims: tuple[int, ...]) -> npt.NDArray[Any]:
+        target = (array.shape[0], *dims) if batched else dims
+        try:
+            return array.reshape(target)
+        except ValueError:
+            raise InvalidArgument(
+                f"a tensor of shape {list(array.shape)} cannot be reshaped to {list(target)}"
+            ) from None
+
+    def run(arrays: Arrays) -> Arrays:
+        given = {k: shaped(v, inputs[k]) if k in inputs else v for k, v in arrays.items()}
+        produced = predict(given)
+        return {k: shaped(v, outputs[k]) if k in outputs else v for k, v in produced.items()}
+
+    return run

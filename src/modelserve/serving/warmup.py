@@ -44,13 +44,13 @@ def sample_inputs(model: LoadedModel, warmup: Warmup, model_dir: Path) -> Arrays
 
 def warm_up(model: LoadedModel, warmup: Warmup, model_dir: Path) -> None:
     """Run ``warmup.count`` predictions; any failure is a load failure with the reason."""
-    runtime = model.runtime
-    if runtime is None:
+    predict = model.predict
+    if predict is None:
         raise ModelLoadError(f"model '{model.name}' has no runtime to warm up")
     inputs = sample_inputs(model, warmup, model_dir)
     for _ in range(warmup.count):
         try:
-            outputs = runtime.predict(inputs)
+            outputs = predict(inputs)
         except Exception as exc:
             raise ModelLoadError(f"warmup failed: {type(exc).__name__}: {exc}") from exc
         missing = [spec.name for spec in model.outputs if spec.name not in outputs]
