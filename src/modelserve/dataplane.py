@@ -47,6 +47,7 @@ from modelserve.types import (
 
 EXTENSIONS: tuple[str, ...] = (
     "binary_tensor_data",
+    "classification",
     "model_configuration",
     "model_repository",
     "parameters",
@@ -191,11 +192,14 @@ class DataPlane:
             model = self._router.resolve(request.model_name, request.model_version)
             arrays = model.check_inputs(request)
             specs = model.check_requested(request.outputs)
+            classes = model.requested_classes(request.outputs)
             batch = request.inputs[0].shape[0] if model.max_batch_size > 0 else None
             deadline = _deadline(request.parameters, model.config.default_timeout_ms)
             lookup = _Lookup.start(model.answer_cache(), arrays, requested_key(request.outputs))
             if lookup is not None and lookup.found is not None:
                 outputs = model.build_outputs(lookup.found, specs, batch)
+                if classes:
+                    outputs = model.classify(outputs, classes)
                 self._observability.infer_cached(
                     model.name, model.version, batch or 1, started, lookup.took(), request.id
                 )
@@ -207,6 +211,8 @@ class DataPlane:
             received = time.perf_counter_ns()
             outputs = model.build_outputs(done.outputs, specs, batch)
             miss_ns = lookup.store(outputs) if lookup is not None else None
+            if classes:
+                outputs = model.classify(outputs, classes)
             response = InferenceResponse(model.name, model.version, outputs, request.id)
         except Exception as exc:
             code = exc.code if isinstance(exc, ServerError) else InternalError.code

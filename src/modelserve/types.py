@@ -112,7 +112,7 @@ class RuntimeSignature:
     outputs: tuple[TensorSpec, ...] = ()
     batchable: bool = False
     labels: tuple[str, ...] = field(default=())
-    """Class names, for Triton's classification extension (not served yet)."""
+    """Class names, for Triton's classification extension (serving/classification.py)."""
 
 
 def shape_of(array: npt.NDArray[Any]) -> tuple[int, ...]:

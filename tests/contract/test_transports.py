@@ -118,6 +118,25 @@ def test_iris_onnx(client: Client) -> None:
     np.testing.assert_array_equal(labels, probabilities.argmax(axis=1))
 
 
+@pytest.mark.parametrize(("model", "labelled"), [("iris_onnx", False), ("iris_sklearn", True)])
+def test_classification_extension(client: Client, model: str, labelled: bool) -> None:
+    rows = iris_batch().astype(np.float32 if model == "iris_onnx" else np.float64)
+    scores = client.infer(model, {"input": rows}).as_numpy("probabilities")
+    wanted = [client.module.InferRequestedOutput("probabilities", class_count=2)]
+    result = client.raw.infer(model, [client.tensor("input", rows)], outputs=wanted)
+    top = result.as_numpy("probabilities")
+    assert top.shape == (3, 2)
+    for answered, row in zip(top, scores, strict=True):
+        best = np.argsort(-row, kind="stable")[:2]
+        expected = [f"{row[i]:f}:{i}" + (f":{i}" if labelled else "") for i in best]
+        assert [item.decode() for item in answered] == expected
+    assert "classification" in client.raw.get_server_metadata(**_as_json(client))["extensions"]
+
+
+def _as_json(client: Client) -> dict[str, bool]:
+    return {"as_json": True} if client.transport == "grpc" else {}
+
+
 def test_python_add(client: Client) -> None:
     inputs = add_inputs()
     result = client.infer("python_add", inputs)

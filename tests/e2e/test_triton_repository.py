@@ -12,7 +12,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
 from tests.harness import Servers, run_cli
-from tests.triton_repo import densenet_scores, write_triton_repo
+from tests.triton_repo import LABELS, densenet_scores, write_triton_repo
 
 
 def test_a_triton_repository_serves_over_rest_and_grpc(tmp_path: Path, serve: Servers) -> None:
@@ -26,6 +26,11 @@ def test_a_triton_repository_serves_over_rest_and_grpc(tmp_path: Path, serve: Se
         scores = client.infer("densenet_onnx", [x]).as_numpy("fc6_1")
         assert scores.shape == (5,)
         np.testing.assert_allclose(scores, densenet_scores(image), rtol=1e-5)
+        # Triton's image_client: the top 3 classes, labelled from label_filename
+        top = module.InferRequestedOutput("fc6_1", class_count=3)
+        classes = client.infer("densenet_onnx", [x], outputs=[top]).as_numpy("fc6_1")
+        best = np.argsort(-scores)[:3]
+        assert [c.decode() for c in classes] == [f"{scores[i]:f}:{i}:{LABELS[i]}" for i in best]
         a = np.arange(32, dtype=np.int32).reshape(2, 16)
         inputs = [module.InferInput(f"INPUT{i}", [2, 16], "INT32") for i in range(2)]
         inputs[0].set_data_from_numpy(a)

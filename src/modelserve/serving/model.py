@@ -25,6 +25,7 @@ from modelserve.runtimes.base import Arrays, LoadContext, Runtime
 from modelserve.scheduling.batcher import Batcher, BatchPolicy, Completed
 from modelserve.scheduling.cache import CachePartition
 from modelserve.scheduling.executor import usable_cores
+from modelserve.serving.classification import classify, load_labels, requested_classes
 from modelserve.types import InferenceRequest, RequestedOutput, Tensor, TensorSpec, shape_of
 
 __all__ = [
@@ -109,6 +110,8 @@ class LoadedModel:
     """How long loading and warming up this version took (set by the repository)."""
     cache: CachePartition | None = None
     """Its response cache (set by the repository for ``response_cache`` in model.yaml)."""
+    labels: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Class labels per output, for the classification extension."""
     predict: Predict | None = None
     """The runtime's predict on the declared shapes (``reshape`` applied): what the batcher
     and warm-up call."""
@@ -225,12 +228,31 @@ class LoadedModel:
                     f"model '{self.name}' has no output '{out.name}'; "
                     f"its outputs are {sorted(self._outputs_by_name)}"
                 )
-            if "classification" in out.parameters:
-                raise InvalidArgument(
-                    f"output '{out.name}': the classification extension is not supported"
-                )
             specs.append(spec)
         return tuple(specs)
+
+    def requested_classes(
+        self, requested: tuple[RequestedOutput, ...] | None
+    ) -> dict[str, int] | None:
+        """The class count each output is asked for (the classification extension), None
+        when none is; InvalidArgument for a bad count or an output of a type without scores."""
+        return requested_classes(requested, self._outputs_by_name)
+
+    def classify(
+        self, outputs: tuple[Tensor, ...], classes: Mapping[str, int]
+    ) -> tuple[Tensor, ...]:
+        """``outputs`` with those asked for classes replaced by their top classes."""
+        batched = self.max_batch_size > 0
+        answered = []
+        for tensor in outputs:
+            count = classes.get(tensor.name)
+            if count is None:
+                answered.append(tensor)
+                continue
+            labels = self.labels.get(tensor.name, ())
+            array = classify(tensor.data, count, batched, labels)
+            answered.append(Tensor(tensor.name, "BYTES", shape_of(array), array))
+        return tuple(answered)
 
     def build_outputs(
         self, produced: Arrays, specs: tuple[TensorSpec, ...], batch: int | None
@@ -530,6 +552,7 @@ def build_loaded_model(
         max_batch_size=max_batch,
         batcher=Batcher(ctx.model_name, predict, executor, policy, predictor),
         predict=predict,
+        labels=load_labels(ctx.model_dir, config, outputs, signature.labels),
     )
 
 

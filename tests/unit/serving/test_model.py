@@ -204,8 +204,12 @@ def test_requested_outputs_are_checked(loaded: Any) -> None:
     assert [s.name for s in model.check_requested((RequestedOutput("label"),))] == ["label"]
     with pytest.raises(InvalidArgument, match=r"no output 'nope'; its outputs are \['label'"):
         model.check_requested((RequestedOutput("nope"),))
-    with pytest.raises(InvalidArgument, match="classification extension is not supported"):
-        model.check_requested((RequestedOutput("sum", {"classification": 2}),))
+    assert model.requested_classes((RequestedOutput("label"),)) is None
+    assert model.requested_classes((RequestedOutput("sum", {"classification": 2}),)) == {"sum": 2}
+    with pytest.raises(InvalidArgument, match="unsupported type 'BYTES'"):
+        model.requested_classes((RequestedOutput("label", {"classification": 2}),))
+    with pytest.raises(InvalidArgument, match="non-negative integer"):
+        model.requested_classes((RequestedOutput("sum", {"classification": "2"}),))
 
 
 # ---- outputs -----------------------------------------------------------------------------------
