@@ -258,7 +258,11 @@ def _batch_too_large(c: Client) -> Any:
 
 
 ERROR_CASES = {
-    "unknown model": (_unknown_model, ErrorCode.NOT_FOUND, "unknown model 'no_such_model'"),
+    "unknown model": (
+        _unknown_model,
+        ErrorCode.NOT_FOUND,
+        "Request for unknown model: 'no_such_model' is not found",
+    ),
     "unknown input": (_unknown_input, ErrorCode.INVALID_ARGUMENT, "has no input 'BOGUS'"),
     "wrong datatype": (_wrong_datatype, ErrorCode.INVALID_ARGUMENT, "datatype FP64 given"),
     "shape mismatch": (_shape_mismatch, ErrorCode.INVALID_ARGUMENT, "does not match"),

@@ -194,7 +194,10 @@ def test_a_pipeline_waits_for_a_step_model_that_arrives_later(
     server = serve(tmp_path, model_control_mode="poll", repository_poll_secs=0.1)
     row = index(server)["pipe"]
     assert row["state"] == "UNAVAILABLE"
-    assert row["reason"] == "step 'scale' needs model 'scale': unknown model 'scale'"
+    assert (
+        row["reason"]
+        == "step 'scale' needs model 'scale': Request for unknown model: 'scale' is not found"
+    )
     staging = tmp_path.parent / f"{tmp_path.name}-staging"
     write_scale(staging)
     shutil.move(staging / "scale", tmp_path / "scale")

@@ -3,13 +3,16 @@ unmodified to tritonclient over REST and gRPC; ``modelserve repo check`` and ``r
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import httpx
 import numpy as np
+import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
 
 from tests.harness import Servers, run_cli
 from tests.triton_repo import LABELS, densenet_scores, write_triton_repo
@@ -109,3 +112,34 @@ def test_repo_export_writes_a_config_pbtxt_that_serves_the_same(
     meta = httpx.get(f"{running.http}/v2/models/iris_onnx").json()
     assert meta["platform"] == "onnxruntime_onnx"
     assert [i["shape"] for i in meta["inputs"]] == [[-1, 4]]
+
+
+def test_triton_wording_and_triton_json_in_the_load_api(tmp_path: Path, serve: Servers) -> None:
+    running = serve(write_triton_repo(tmp_path, refused=True), model_control_mode="explicit")
+    rest = httpclient.InferenceServerClient(running.url)
+    grpc = grpcclient.InferenceServerClient(running.grpc_url)
+    override = json.dumps(
+        {
+            "backend": "onnxruntime",
+            "max_batch_size": 4,
+            "input": [
+                {"name": f"INPUT{i}", "data_type": "TYPE_INT32", "dims": [16]} for i in range(2)
+            ],
+            "output": [
+                {"name": f"OUTPUT{i}", "data_type": "TYPE_INT32", "dims": [16]} for i in range(2)
+            ],
+        }
+    )
+    for client in (rest, grpc):
+        with pytest.raises(InferenceServerException) as unknown:
+            client.get_model_metadata("nope")
+        assert "Request for unknown model: 'nope' is not found" in str(unknown.value)
+        with pytest.raises(InferenceServerException) as failed:
+            client.load_model("ensemble")
+        assert "failed to load 'ensemble'" in str(failed.value)
+        client.load_model("simple", config=override)
+    assert rest.get_model_config("simple")["max_batch_size"] == 4
+    with pytest.raises(InferenceServerException, match="version 7 is not found"):
+        rest.get_model_metadata("simple", "7")
+    grpc.close()
+    rest.close()

@@ -88,7 +88,7 @@ async def test_model_readiness_and_metadata(stack: Stack) -> None:
     dataplane = stack.dataplane
     assert dataplane.model_ready("scale") and dataplane.model_ready("scale", "2")
     assert not dataplane.model_ready("bad"), "known, but nothing serves"
-    with pytest.raises(NotFound, match="unknown model 'nope'"):
+    with pytest.raises(NotFound, match="Request for unknown model: 'nope' is not found"):
         dataplane.model_ready("nope")
     with pytest.raises(NotFound, match="no version '7'"):
         dataplane.model_ready("scale", "7")
@@ -133,7 +133,7 @@ async def test_infer_routes_to_the_version_and_answers_the_request(stack: Stack)
 @pytest.mark.parametrize(
     ("request_args", "error", "message"),
     [
-        (("nope", [[1.0, 2.0]]), NotFound, "unknown model 'nope'"),
+        (("nope", [[1.0, 2.0]]), NotFound, "Request for unknown model: 'nope' is not found"),
         (("scale", [[1.0, 2.0]], "9"), NotFound, "no version '9'"),
         (("bad", [[1.0, 2.0]]), Unavailable, "has no READY version"),
         (("scale", [[1.0, 2.0, 3.0]]), InvalidArgument, "does not match"),

@@ -160,7 +160,7 @@ class Lifecycle:
             if name in report.failed:
                 raise InvalidArgument(f"failed to load '{name}': {report.failed[name]}")
         if not (await asyncio.to_thread(self.repository.model_dir(name).is_dir)):
-            raise NotFound(f"no model folder '{name}' in the repository")
+            raise NotFound(f"failed to load '{name}': no model folder '{name}' in the repository")
         plan = await self.load(name, override)
         if plan.error:
             raise InvalidArgument(f"failed to load '{name}': {plan.error}")

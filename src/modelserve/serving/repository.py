@@ -45,7 +45,16 @@ from modelserve.types import IndexEntry, ModelState
 
 log = logging.getLogger("modelserve.serving.repository")
 
-__all__ = ["LoadPlan", "ModelRepository", "VersionSlot"]
+__all__ = ["LoadPlan", "ModelRepository", "VersionSlot", "unknown_model"]
+
+
+def unknown_model(name: str, version: str = "") -> str:
+    """Triton's words for a model (or version) the server does not know; some clients match
+    them. Our detail, when there is one, follows after a colon."""
+    if version:
+        return f"Request for unknown model: '{name}' version {version} is not found"
+    return f"Request for unknown model: '{name}' is not found"
+
 
 KEPT_REASON = "outside the version policy; still serving because no selected version is READY"
 
@@ -163,7 +172,7 @@ class ModelRepository:
             raise InvalidArgument(f"'{name}' is not a valid model name")
         if self.single_model is not None:
             if name != self.single_model:
-                raise NotFound(f"unknown model '{name}': this server serves '{self.single_model}'")
+                raise NotFound(f"{unknown_model(name)}: this server serves '{self.single_model}'")
             return self.root
         return self.root / name
 
@@ -445,7 +454,7 @@ class ModelRepository:
     def _entry(self, name: str) -> ModelEntry:
         entry = self._models.get(name)
         if entry is None:
-            raise NotFound(f"unknown model '{name}'")
+            raise NotFound(unknown_model(name))
         return entry
 
     def ready_versions(self, name: str) -> list[str]:
@@ -461,7 +470,11 @@ class ModelRepository:
         if version:
             slot = entry.versions.get(version)
             if slot is None:
-                raise NotFound(f"model '{name}' has no version '{version}'")
+                known = sorted(entry.versions, key=lambda v: int(v) if v.isdigit() else 0)
+                raise NotFound(
+                    f"{unknown_model(name, version)}: model '{name}' has no version "
+                    f"'{version}' (its versions: {', '.join(known) or 'none'})"
+                )
             if slot.model is None:
                 why = f": {slot.reason}" if slot.reason else ""
                 raise Unavailable(f"model '{name}' version {version} is {slot.state.value}{why}")

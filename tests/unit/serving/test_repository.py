@@ -314,6 +314,6 @@ def test_register_unload_and_forget(repository: ModelRepository, tmp_path: Path)
     repository.finish_unload("m")
     assert states(repository)[("m", "1")] == (ModelState.UNAVAILABLE, "unloaded")
     repository.forget("m")
-    with pytest.raises(NotFound, match="unknown model 'm'"):
+    with pytest.raises(NotFound, match="Request for unknown model: 'm' is not found"):
         repository.get_entry("m")
     assert repository.names() == ["idle"]

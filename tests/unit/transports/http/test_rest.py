@@ -235,7 +235,7 @@ async def test_everything_else_is_404(app: RestApp, path: str) -> None:
 @pytest.mark.parametrize(
     ("method", "path", "body", "status", "fragment"),
     [
-        ("GET", "/v2/models/nope", b"", 404, "unknown model 'nope'"),
+        ("GET", "/v2/models/nope", b"", 404, "Request for unknown model: 'nope' is not found"),
         ("GET", "/v2/models/scale/versions/9/ready", b"", 404, "no version '9'"),
         ("POST", "/v2/models/scale/infer", b"{not json", 400, "malformed JSON"),
         ("POST", "/v2/models/scale/infer", b"[]", 400, "not a JSON inference request"),
