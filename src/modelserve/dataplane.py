@@ -32,6 +32,7 @@ from modelserve.routing.router import Router
 from modelserve.runtimes.base import Arrays
 from modelserve.scheduling.batcher import Completed
 from modelserve.scheduling.cache import CachePartition, requested_key
+from modelserve.scheduling.sequences import sequence_request
 from modelserve.serving.lifecycle import Lifecycle
 from modelserve.serving.model import LoadedModel
 from modelserve.serving.repository import ModelRepository
@@ -195,7 +196,12 @@ class DataPlane:
             classes = model.requested_classes(request.outputs)
             batch = request.inputs[0].shape[0] if model.max_batch_size > 0 else None
             deadline = _deadline(request.parameters, model.config.default_timeout_ms)
-            lookup = _Lookup.start(model.answer_cache(), arrays, requested_key(request.outputs))
+            sequence = None
+            if model.sequences is not None:  # stateful: in order, never cached
+                sequence = sequence_request(model.name, request.parameters)
+                lookup = None
+            else:
+                lookup = _Lookup.start(model.answer_cache(), arrays, requested_key(request.outputs))
             if lookup is not None and lookup.found is not None:
                 outputs = model.build_outputs(lookup.found, specs, batch)
                 if classes:
@@ -207,7 +213,15 @@ class DataPlane:
                     self.events.succeeded(request, model.version, outputs, started)
                 return InferenceResponse(model.name, model.version, outputs, request.id)
             submitted = time.perf_counter_ns()
-            done = await model.batcher.submit(arrays, batch or 1, deadline, model.wanted(specs))
+            if sequence is None:
+                done = await model.batcher.submit(
+                    arrays, batch or 1, deadline, model.wanted(specs)
+                )
+            else:
+                assert model.sequences is not None
+                done = await model.sequences.submit(
+                    model.batcher.submit, arrays, batch or 1, deadline, sequence
+                )
             received = time.perf_counter_ns()
             outputs = model.build_outputs(done.outputs, specs, batch)
             miss_ns = lookup.store(outputs) if lookup is not None else None
@@ -249,6 +263,10 @@ class DataPlane:
         model: LoadedModel | None = None
         try:
             model = self._router.resolve(name, version)
+            if model.sequences is not None:
+                raise InvalidArgument(
+                    f"model '{name}' serves sequences (sequence_batching): not a pipeline step"
+                )
             batch = model.check_arrays(arrays)
             lookup = _Lookup.start(model.answer_cache(), arrays, None)
             if lookup is not None and lookup.found is not None:

@@ -179,6 +179,20 @@ class DynamicBatching(BaseModel):
         return sorted(set(value))
 
 
+class SequenceBatching(BaseModel):
+    """Present in model.yaml = a stateful model served sequence by sequence (Triton's sequence
+    batcher; docs/triton-compat.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_sequence_idle_us: int = Field(
+        default=1_000_000,
+        ge=1,
+        le=86_400_000_000,
+        description="A sequence without a request for this long is dropped, with its state.",
+    )
+
+
 class Warmup(BaseModel):
     """Requests run through a version before it turns READY."""
 
@@ -330,6 +344,11 @@ class ModelConfig(BaseModel):
         "(docs/payload-logging.md); when left out, the server's payload_logging setting.",
     )
 
+    sequence_batching: SequenceBatching | None = Field(
+        default=None,
+        description="A stateful python model: requests carry sequence_id, sequence_start and "
+        "sequence_end; each sequence runs in order on one instance (docs/triton-compat.md).",
+    )
     steps: list[PipelineStep] | None = Field(
         default=None,
         min_length=1,
@@ -373,6 +392,22 @@ class ModelConfig(BaseModel):
             raise ValueError(
                 f"{', '.join(unused)}: not used by a pipeline (its model steps batch and run "
                 "as their own model.yaml says)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _sequences(self) -> ModelConfig:
+        if self.sequence_batching is None:
+            return self
+        if self.runtime != "python":
+            raise ValueError("sequence_batching needs 'runtime: python' (a model that keeps state)")
+        if self.dynamic_batching is not None:
+            raise ValueError("sequence_batching and dynamic_batching exclude each other")
+        if self.response_cache is not None:
+            raise ValueError("a model with sequence_batching keeps state: no response_cache")
+        if self.execution == "process":
+            raise ValueError(
+                "sequence_batching runs in the server process, not 'execution: process'"
             )
         return self
 

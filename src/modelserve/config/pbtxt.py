@@ -87,8 +87,12 @@ _MAPPED: frozenset[str] = frozenset(
         "dynamic_batching.default_queue_policy.default_timeout_microseconds",
         "dynamic_batching.default_queue_policy.allow_timeout_override",
         "response_cache.enable",
+        "sequence_batching.max_sequence_idle_microseconds",
     }
 )
+
+# Mapped only as such (their sub-fields are classified on their own).
+_MAPPED_EXACT: frozenset[str] = frozenset({"sequence_batching"})
 
 # Fields that are hints to Triton's backends or devices: the model loads, they change nothing a
 # client sees. Path -> why.
@@ -109,6 +113,8 @@ _IGNORED: dict[str, str] = {
     "cc_model_filenames": "per-GPU file names",
     "runtime": "the runtime follows the platform or backend",
     "dynamic_batching.preserve_ordering": "each answer always goes to its own request",
+    "sequence_batching.direct": "each sequence runs in order on its instance",
+    "sequence_batching.oldest": "each sequence runs in order on its instance",
 }
 
 
@@ -151,6 +157,8 @@ def _set_fields(message: Message, prefix: str = "") -> Iterator[str]:
 
 
 def _classify(path: str) -> tuple[str, str]:
+    if path in _MAPPED_EXACT:
+        return "mapped", ""
     parts = path.split(".")
     for end in range(len(parts), 0, -1):
         prefix = ".".join(parts[:end])
@@ -241,6 +249,9 @@ def _to_model_yaml(proto: Any, model_dir: Path | None) -> dict[str, Any]:
         queue = batching.default_queue_policy
         data["max_queue_size"] = int(queue.max_queue_size)
         data["default_timeout_ms"] = math.ceil(queue.default_timeout_microseconds / 1000)
+    if proto.HasField("sequence_batching"):
+        idle = proto.sequence_batching.max_sequence_idle_microseconds
+        data["sequence_batching"] = {"max_sequence_idle_us": int(idle) or 1_000_000}
     if proto.response_cache.enable:
         data["response_cache"] = {"max_mb": 64}
     return data

@@ -20,6 +20,23 @@ WIDENING_TO_FP64 = ("FP16", "FP32", "INT8", "INT16", "INT32", "UINT8", "UINT16",
 """What a runtime's FP64 input accepts unless model.yaml says otherwise (TensorSpec.accepts):
 every datatype whose values FP64 holds exactly; clients commonly send FP32."""
 
+SEQUENCE_KEY = "\x00sequence"
+"""The key under which a sequence model's request carries its ``SequenceContext`` (a 0-d
+object array) to the runtime; no tensor name can be it, as no input may contain NUL."""
+
+
+@dataclass(slots=True)
+class SequenceContext:
+    """What a sequence model (``sequence_batching``) gets with each request: the sequence's id
+    (int or str), whether this request starts or ends it, the instance the sequence runs on,
+    and ``state``, a dict kept for the sequence until it ends or goes idle."""
+
+    id: int | str
+    start: bool
+    end: bool
+    instance: int
+    state: dict[str, Any]
+
 
 @dataclass(frozen=True, slots=True)
 class LoadContext:

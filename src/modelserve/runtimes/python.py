@@ -1,15 +1,17 @@
 """Models written in Python: ``entrypoint: module:Class`` where ``module.py`` (or the package
 ``module/``) lives in the version folder or the model folder.
 
-The user class needs ``predict(inputs: dict[str, ndarray]) -> dict[str, ndarray]``; it may have
-``load(version_dir: Path, parameters: dict)``, ``unload()``, and class attributes ``inputs`` /
-``outputs`` (lists of ``{name, datatype, shape}``) describing its tensors.
+The user class needs ``predict(inputs: dict[str, ndarray]) -> dict[str, ndarray]`` (a model
+with ``sequence_batching``: ``predict(inputs, sequence)``, ``sequence`` a ``SequenceContext``);
+it may have ``load(version_dir: Path, parameters: dict)``, ``unload()``, and class attributes
+``inputs`` / ``outputs`` (lists of ``{name, datatype, shape}``) describing its tensors.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import itertools
 import os
 import re
@@ -22,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from modelserve.codecs.tensors import DATATYPES
-from modelserve.errors import ModelLoadError
-from modelserve.runtimes.base import Arrays, LoadContext, Runtime
+from modelserve.errors import InternalError, ModelLoadError
+from modelserve.runtimes.base import SEQUENCE_KEY, Arrays, LoadContext, Runtime
 from modelserve.types import RuntimeSignature, TensorSpec
 
 _PACKAGE = "modelserve_user"
@@ -124,10 +126,13 @@ class PythonRuntime(Runtime):
     platform = "python"
     artifact_suffixes = (".py",)
 
-    def __init__(self, model: Any, signature: RuntimeSignature, module_prefix: str) -> None:
+    def __init__(
+        self, model: Any, signature: RuntimeSignature, module_prefix: str, sequences: bool = False
+    ) -> None:
         self._model = model
         self._signature = signature
         self._module_prefix = module_prefix
+        self._sequences = sequences
 
     @classmethod
     def load(cls, ctx: LoadContext) -> PythonRuntime:
@@ -143,6 +148,13 @@ class PythonRuntime(Runtime):
                 raise ModelLoadError(f"'{entrypoint}': {module_path} has no class {class_name}")
             if not callable(getattr(user_class, "predict", None)):
                 raise ModelLoadError(f"'{entrypoint}' has no predict method")
+            sequences = ctx.config.sequence_batching is not None
+            predict = getattr(user_class, "predict")  # noqa: B009 - checked callable above
+            if sequences and "sequence" not in inspect.signature(predict).parameters:
+                raise ModelLoadError(
+                    f"'{entrypoint}': a model with sequence_batching takes "
+                    "predict(self, inputs, sequence) (docs/triton-compat.md)"
+                )
             inputs = _specs(user_class, "inputs")
             outputs = _specs(user_class, "outputs")
             model = user_class()
@@ -162,13 +174,19 @@ class PythonRuntime(Runtime):
         specs = inputs + outputs
         batchable = bool(specs) and all(len(s.shape) >= 1 and s.shape[0] == -1 for s in specs)
         signature = RuntimeSignature(inputs=inputs, outputs=outputs, batchable=batchable)
-        return cls(model, signature, prefix)
+        return cls(model, signature, prefix, sequences)
 
     def signature(self) -> RuntimeSignature:
         return self._signature
 
     def predict(self, inputs: Arrays) -> Arrays:
-        result = self._model.predict(inputs)
+        if self._sequences:
+            holder = inputs.pop(SEQUENCE_KEY, None)
+            if holder is None:
+                raise InternalError("a sequence model was called without its sequence")
+            result = self._model.predict(inputs, sequence=holder.item())
+        else:
+            result = self._model.predict(inputs)
         if not isinstance(result, Mapping):
             raise TypeError(
                 f"{type(self._model).__name__}.predict returned {type(result).__name__}, "

@@ -25,6 +25,7 @@ from modelserve.runtimes.base import Arrays, LoadContext, Runtime
 from modelserve.scheduling.batcher import Batcher, BatchPolicy, Completed
 from modelserve.scheduling.cache import CachePartition
 from modelserve.scheduling.executor import usable_cores
+from modelserve.scheduling.sequences import Sequences
 from modelserve.serving.classification import classify, load_labels, requested_classes
 from modelserve.types import InferenceRequest, RequestedOutput, Tensor, TensorSpec, shape_of
 
@@ -110,6 +111,8 @@ class LoadedModel:
     """How long loading and warming up this version took (set by the repository)."""
     cache: CachePartition | None = None
     """Its response cache (set by the repository for ``response_cache`` in model.yaml)."""
+    sequences: Sequences | None = None
+    """A sequence model's sequences (``sequence_batching``): requests go through them."""
     labels: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """Class labels per output, for the classification extension."""
     predict: Predict | None = None
@@ -317,6 +320,9 @@ class LoadedModel:
         }
         if self.cache is not None:
             doc["response_cache"] = {"enable": True}
+        if self.config.sequence_batching is not None:
+            idle = self.config.sequence_batching.max_sequence_idle_us
+            doc["sequence_batching"] = {"max_sequence_idle_microseconds": idle}
         batching = self.config.dynamic_batching
         if batching is not None:
             doc["dynamic_batching"] = {
@@ -553,6 +559,15 @@ def build_loaded_model(
         batcher=Batcher(ctx.model_name, predict, executor, policy, predictor),
         predict=predict,
         labels=load_labels(ctx.model_dir, config, outputs, signature.labels),
+        sequences=(
+            Sequences(
+                ctx.model_name,
+                config.instances,
+                config.sequence_batching.max_sequence_idle_us,
+            )
+            if config.sequence_batching is not None
+            else None
+        ),
     )
 
 
