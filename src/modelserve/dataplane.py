@@ -6,8 +6,10 @@ answered at once, a miss runs as usual and its answer is stored."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -191,6 +193,12 @@ class DataPlane:
             if not self._accepting:
                 raise Unavailable("the server is shutting down")
             model = self._router.resolve(request.model_name, request.model_version)
+            if model.stream_slots is not None:
+                raise InvalidArgument(
+                    f"a unary inference request doesn't support models with decoupled "
+                    f"transaction policy: model '{model.name}' answers with zero, one or many "
+                    "responses; send its requests on a gRPC stream (ModelStreamInfer)"
+                )
             arrays = model.check_inputs(request)
             specs = model.check_requested(request.outputs)
             classes = model.requested_classes(request.outputs)
@@ -252,6 +260,54 @@ class DataPlane:
         if self.events.active:
             self.events.succeeded(request, model.version, response.outputs, started)
         return response
+
+    def is_decoupled(self, name: str, version: str = "") -> bool:
+        """True when (name, version) is served by a decoupled model (False when unknown: the
+        request then fails as any other would)."""
+        try:
+            return self._router.resolve(name, version).stream_slots is not None
+        except ServerError:
+            return False
+
+    async def infer_stream(self, request: InferenceRequest) -> AsyncIterator[InferenceResponse]:
+        """A decoupled model's responses to one request, as its predict yields them (zero, one
+        or many), each with the request's id; counted as one inference when the last is out."""
+        started = time.perf_counter_ns()
+        model: LoadedModel | None = None
+        try:
+            if not self._accepting:
+                raise Unavailable("the server is shutting down")
+            model = self._router.resolve(request.model_name, request.model_version)
+            slots = model.stream_slots
+            if slots is None or model.runtime is None:
+                raise InvalidArgument(f"model '{model.name}' is not decoupled")
+            arrays = model.check_inputs(request)
+            specs = model.check_requested(request.outputs)
+            classes = model.requested_classes(request.outputs)
+            batch = request.inputs[0].shape[0] if model.max_batch_size > 0 else None
+            loop = asyncio.get_running_loop()
+            async with slots:
+                submitted = time.perf_counter_ns()
+                responses = model.runtime.stream(arrays)
+                while True:
+                    produced = await loop.run_in_executor(None, _next_response, model, responses)
+                    if produced is None:
+                        break
+                    outputs = model.build_outputs(produced, specs, batch)
+                    if classes:
+                        outputs = model.classify(outputs, classes)
+                    yield InferenceResponse(model.name, model.version, outputs, request.id)
+                received = time.perf_counter_ns()
+        except Exception as exc:
+            code = exc.code if isinstance(exc, ServerError) else InternalError.code
+            self._record_failure(
+                request.model_name, request.model_version, model, code, started, request.id
+            )
+            raise
+        timing = Completed({}, batch or 1, 0, received - submitted)
+        self._observability.infer_succeeded(
+            model.name, model.version, batch or 1, timing, started, submitted, received, request.id
+        )
 
     async def run_step(
         self, name: str, version: str, arrays: Arrays, deadline: float | None
@@ -402,6 +458,19 @@ class _Lookup:
         began = time.perf_counter_ns()
         self.cache.put(self.key, {t.name: t.data for t in outputs}, self.generation)
         return self.looked_ns + time.perf_counter_ns() - began
+
+
+def _next_response(model: LoadedModel, responses: Iterator[Arrays]) -> Arrays | None:
+    """The next response a decoupled model yields (None when it is done), in a worker thread;
+    what the model raises becomes the request's error."""
+    try:
+        return next(responses)
+    except StopIteration:
+        return None
+    except ValueError as exc:
+        raise InvalidArgument(f"model '{model.name}' rejected the input: {exc}") from exc
+    except Exception as exc:
+        raise InternalError(f"model '{model.name}' failed: {type(exc).__name__}: {exc}") from exc
 
 
 def _deadline(parameters: Parameters, default_timeout_ms: int) -> float | None:

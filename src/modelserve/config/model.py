@@ -349,6 +349,11 @@ class ModelConfig(BaseModel):
         description="A stateful python model: requests carry sequence_id, sequence_start and "
         "sequence_end; each sequence runs in order on one instance (docs/triton-compat.md).",
     )
+    decoupled: bool = Field(
+        default=False,
+        description="A python model whose predict yields zero, one or many responses per "
+        "request (Triton's decoupled mode), streamed over gRPC ModelStreamInfer.",
+    )
     steps: list[PipelineStep] | None = Field(
         default=None,
         min_length=1,
@@ -393,6 +398,23 @@ class ModelConfig(BaseModel):
                 f"{', '.join(unused)}: not used by a pipeline (its model steps batch and run "
                 "as their own model.yaml says)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _decoupled(self) -> ModelConfig:
+        if not self.decoupled:
+            return self
+        if self.runtime != "python":
+            raise ValueError("decoupled needs 'runtime: python' (a predict that yields)")
+        for key, unset in (
+            ("dynamic_batching", self.dynamic_batching is None),
+            ("sequence_batching", self.sequence_batching is None),
+            ("response_cache", self.response_cache is None),
+            ("warmup", self.warmup is None),
+            ("execution: process", self.execution != "process"),
+        ):
+            if not unset:
+                raise ValueError(f"a decoupled model cannot have {key}")
         return self
 
     @model_validator(mode="after")

@@ -88,6 +88,7 @@ _MAPPED: frozenset[str] = frozenset(
         "dynamic_batching.default_queue_policy.allow_timeout_override",
         "response_cache.enable",
         "sequence_batching.max_sequence_idle_microseconds",
+        "model_transaction_policy.decoupled",
     }
 )
 
@@ -252,6 +253,8 @@ def _to_model_yaml(proto: Any, model_dir: Path | None) -> dict[str, Any]:
     if proto.HasField("sequence_batching"):
         idle = proto.sequence_batching.max_sequence_idle_microseconds
         data["sequence_batching"] = {"max_sequence_idle_us": int(idle) or 1_000_000}
+    if proto.model_transaction_policy.decoupled:
+        data["decoupled"] = True
     if proto.response_cache.enable:
         data["response_cache"] = {"max_mb": 64}
     return data

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -130,6 +130,11 @@ class Runtime(ABC):
         signature's): it may skip computing the others, and must produce at least those.
         Default: ``predict``, which computes everything."""
         return self.predict
+
+    def stream(self, inputs: Arrays) -> Iterator[Arrays]:
+        """A decoupled model's responses (``decoupled: true``), zero, one or many; only runtimes
+        that serve decoupled models (python) have it."""
+        raise ModelLoadError(f"the {type(self).__name__} runtime cannot serve decoupled models")
 
     def unload(self) -> None:  # noqa: B027 - optional hook, no-op by default
         """Release resources held by the model."""

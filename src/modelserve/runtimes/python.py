@@ -16,7 +16,7 @@ import itertools
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -187,6 +187,21 @@ class PythonRuntime(Runtime):
             result = self._model.predict(inputs, sequence=holder.item())
         else:
             result = self._model.predict(inputs)
+        return self._arrays(result)
+
+    def stream(self, inputs: Arrays) -> Iterator[Arrays]:
+        """A decoupled model's responses (``decoupled: true``): what its predict yields, each a
+        dict of outputs like predict's; zero, one or many."""
+        result = self._model.predict(inputs)
+        if isinstance(result, Mapping) or not isinstance(result, Iterable):
+            raise TypeError(
+                f"{type(self._model).__name__}.predict of a decoupled model must yield its "
+                f"responses (a generator), not return a {type(result).__name__}"
+            )
+        for item in result:
+            yield self._arrays(item)
+
+    def _arrays(self, result: Any) -> Arrays:
         if not isinstance(result, Mapping):
             raise TypeError(
                 f"{type(self._model).__name__}.predict returned {type(result).__name__}, "

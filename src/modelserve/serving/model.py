@@ -8,6 +8,7 @@ model kind brings (a pipeline runs its graph of steps). A version may depend on 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -111,6 +112,8 @@ class LoadedModel:
     """How long loading and warming up this version took (set by the repository)."""
     cache: CachePartition | None = None
     """Its response cache (set by the repository for ``response_cache`` in model.yaml)."""
+    stream_slots: asyncio.Semaphore | None = None
+    """A decoupled model's executions at once (``instances``); None for other models."""
     sequences: Sequences | None = None
     """A sequence model's sequences (``sequence_batching``): requests go through them."""
     labels: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
@@ -320,6 +323,8 @@ class LoadedModel:
         }
         if self.cache is not None:
             doc["response_cache"] = {"enable": True}
+        if self.config.decoupled:
+            doc["model_transaction_policy"] = {"decoupled": True}
         if self.config.sequence_batching is not None:
             idle = self.config.sequence_batching.max_sequence_idle_us
             doc["sequence_batching"] = {"max_sequence_idle_microseconds": idle}
@@ -559,6 +564,7 @@ def build_loaded_model(
         batcher=Batcher(ctx.model_name, predict, executor, policy, predictor),
         predict=predict,
         labels=load_labels(ctx.model_dir, config, outputs, signature.labels),
+        stream_slots=asyncio.Semaphore(config.instances) if config.decoupled else None,
         sequences=(
             Sequences(
                 ctx.model_name,

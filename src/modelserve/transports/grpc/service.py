@@ -62,6 +62,13 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 Unary = Callable[[Any, Any], Awaitable[Any]]
+_Answer = tuple[
+    "asyncio.Task[pb.ModelStreamInferResponse | None]",
+    "asyncio.Queue[pb.ModelStreamInferResponse | None] | None",
+]
+"""One request of a stream: the task answering it, and for a decoupled model the queue its
+responses come through (None: the task's result is the one answer)."""
+
 Streaming = Callable[[AsyncIterator[Any], Any], AsyncIterator[Any]]
 
 
@@ -210,35 +217,94 @@ class InferenceServicer:
         self, requests: AsyncIterator[pb.ModelInferRequest | Undecodable], context: Context
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
         """Run up to STREAM_WINDOW requests at once; answer each, in order, with a response or
-        an error message."""
+        an error message; a decoupled model's request with each of its responses in turn."""
         window = asyncio.Semaphore(STREAM_WINDOW)
         metadata = context.invocation_metadata()
-        queue: asyncio.Queue[asyncio.Task[pb.ModelStreamInferResponse] | None] = asyncio.Queue()
+        queue: asyncio.Queue[_Answer | None] = asyncio.Queue()
 
         async def read() -> None:
             try:
                 async for request in requests:
                     await window.acquire()
-                    queue.put_nowait(asyncio.create_task(self._stream_answer(request, metadata)))
+                    if not isinstance(request, Undecodable) and self._dp.is_decoupled(
+                        request.model_name, request.model_version
+                    ):
+                        out: asyncio.Queue[pb.ModelStreamInferResponse | None] = asyncio.Queue()
+                        streamed = self._stream_decoupled(request, metadata, out)
+                        queue.put_nowait((asyncio.create_task(streamed), out))
+                    else:
+                        answered = self._stream_answer(request, metadata)
+                        queue.put_nowait((asyncio.create_task(answered), None))
             finally:
                 queue.put_nowait(None)
 
         reader = asyncio.create_task(read())
-        task: asyncio.Task[pb.ModelStreamInferResponse] | None = None
+        item: _Answer | None = None
         try:
-            while (task := await queue.get()) is not None:
-                answer = await task
+            while (item := await queue.get()) is not None:
+                task, responses = item
+                if responses is None:
+                    answer = await task
+                    assert answer is not None
+                    window.release()
+                    yield answer
+                    continue
+                while (response := await responses.get()) is not None:
+                    yield response
+                await task
                 window.release()
-                yield answer
             await reader
         finally:  # the client went away or the stream failed: stop the work still running
             reader.cancel()
-            if task is not None:
-                task.cancel()
+            if item is not None:
+                item[0].cancel()
             while not queue.empty():
                 left = queue.get_nowait()
                 if left is not None:
-                    left.cancel()
+                    left[0].cancel()
+
+    async def _stream_decoupled(
+        self,
+        request: pb.ModelInferRequest,
+        metadata: Any,
+        out: asyncio.Queue[pb.ModelStreamInferResponse | None],
+    ) -> None:
+        """A decoupled model's request on a stream: each response as the model yields it, then,
+        when the client asked (``triton_enable_empty_final_response``), an empty response
+        flagged ``triton_final_response``; an error is answered in-band."""
+        observability = self._observability
+        ctx = observability.begin(
+            "grpc", "ModelStreamInfer", STREAM_TARGET, request.id or None, headers=metadata
+        )
+        status = "OK"
+        try:
+            decoded = self._decode(request)
+            final = decoded.parameters.get("triton_enable_empty_final_response") is True
+            async for response in self._dp.infer_stream(decoded):
+                message = encode_infer_response(response)
+                if final:
+                    message.parameters["triton_final_response"].bool_param = False
+                await out.put(pb.ModelStreamInferResponse(infer_response=message))
+            if final:
+                last = pb.ModelInferResponse(
+                    model_name=request.model_name,
+                    model_version=decoded.model_version or request.model_version,
+                    id=request.id,
+                )
+                last.parameters["triton_final_response"].bool_param = True
+                await out.put(pb.ModelStreamInferResponse(infer_response=last))
+        except Exception as exc:
+            code, message_text = describe_error(exc, f"{SERVICE_NAME}/ModelStreamInfer")
+            status = code.name
+            echo = pb.ModelInferResponse(
+                model_name=request.model_name, model_version=request.model_version, id=request.id
+            )
+            await out.put(
+                pb.ModelStreamInferResponse(error_message=message_text, infer_response=echo)
+            )
+        finally:
+            observability.end(ctx, status)
+            out.put_nowait(None)
 
     async def _stream_answer(
         self, request: pb.ModelInferRequest | Undecodable, metadata: Any
