@@ -38,6 +38,7 @@ from modelserve.scheduling.sequences import sequence_request
 from modelserve.serving.lifecycle import Lifecycle
 from modelserve.serving.model import LoadedModel
 from modelserve.serving.repository import ModelRepository
+from modelserve.serving.shared_memory import REGION, SharedMemory, read_inputs, write_outputs
 from modelserve.types import (
     IndexEntry,
     InferenceRequest,
@@ -68,14 +69,17 @@ class DataPlane:
         server_version: str = "0.0.0",
         observability: Observability | None = None,
         events: EventBus | None = None,
+        shared_memory: SharedMemory | None = None,
     ) -> None:
         """``events``: where one InferenceEvent per inference request is published (payload
         logging and monitoring subscribe to it); nothing is built while it has no consumer."""
         self._repository = repository
+        self.shared_memory = shared_memory if shared_memory is not None else SharedMemory()
         self._router = router
         self._lifecycle = lifecycle
         self._accepting = True
-        self._metadata = ServerMetadata(server_name, server_version, EXTENSIONS)
+        extensions = EXTENSIONS + (("system_shared_memory",) if self.shared_memory.enabled else ())
+        self._metadata = ServerMetadata(server_name, server_version, tuple(sorted(extensions)))
         self._ready = False
         self._observability = observability if observability is not None else Observability()
         self._observability.watch_models(self._model_samples)
@@ -193,6 +197,8 @@ class DataPlane:
             if not self._accepting:
                 raise Unavailable("the server is shutting down")
             model = self._router.resolve(request.model_name, request.model_version)
+            if any(t.parameters and REGION in t.parameters for t in request.inputs):
+                request.inputs = read_inputs(self.shared_memory, request.inputs)
             if model.stream_slots is not None:
                 raise InvalidArgument(
                     f"a unary inference request doesn't support models with decoupled "
@@ -214,6 +220,10 @@ class DataPlane:
                 outputs = model.build_outputs(lookup.found, specs, batch)
                 if classes:
                     outputs = model.classify(outputs, classes)
+                if request.outputs is not None and any(
+                    REGION in o.parameters for o in request.outputs
+                ):
+                    outputs = write_outputs(self.shared_memory, outputs, request.outputs)
                 self._observability.infer_cached(
                     model.name, model.version, batch or 1, started, lookup.took(), request.id
                 )
@@ -235,6 +245,8 @@ class DataPlane:
             miss_ns = lookup.store(outputs) if lookup is not None else None
             if classes:
                 outputs = model.classify(outputs, classes)
+            if request.outputs is not None and any(REGION in o.parameters for o in request.outputs):
+                outputs = write_outputs(self.shared_memory, outputs, request.outputs)
             response = InferenceResponse(model.name, model.version, outputs, request.id)
         except Exception as exc:
             code = exc.code if isinstance(exc, ServerError) else InternalError.code

@@ -342,3 +342,14 @@ def test_health_agrees(client: Client) -> None:
     assert client.raw.is_server_live()
     assert client.raw.is_server_ready()
     assert client.raw.is_model_ready("python_add")
+
+
+def test_shared_memory_when_off_is_refused_alike(clients: dict[str, Client]) -> None:
+    messages = {}
+    for transport, c in clients.items():
+        with pytest.raises(InferenceServerException) as caught:
+            c.raw.register_system_shared_memory("r", "/modelserve_x", 64)
+        assert ErrorCode.FAILED_PRECONDITION in error_codes(transport, caught.value)
+        messages[transport] = caught.value.message()
+    assert messages["rest"] == messages["grpc"]
+    assert "--shared-memory system" in messages["rest"]

@@ -43,6 +43,12 @@ _INT_KINDS = frozenset("iu")
 _FLOAT_OK_KINDS = frozenset("iuf")
 
 
+SHM_REGION = "shared_memory_region"
+"""A tensor parameter naming the shared-memory region that holds its data (Triton's system
+shared-memory extension): such an input carries no data here, the dataplane reads it; such an
+output is answered without data, the dataplane wrote it."""
+
+
 def _parameters(where: str, value: object) -> Parameters:
     if value is None:
         return EMPTY_PARAMS
@@ -257,6 +263,10 @@ def _decode_input(
         raise InvalidArgument(f"input '{name}': 'shape' is missing")
     shape = check_shape(name, item["shape"], max_elements, counted)
     params = _parameters(f"input '{name}'", item.get("parameters"))
+    if SHM_REGION in params:
+        if "data" in item or "binary_data_size" in params:
+            raise InvalidArgument(f"input '{name}': its data is in shared memory; send none")
+        return Tensor(name, datatype, shape, np.empty(0, numpy_dtype(datatype)), params), 0
     size = params.get("binary_data_size")
     if size is not None:
         if "data" in item:
@@ -331,7 +341,11 @@ def encode_infer_response(
             "datatype": tensor.datatype,
             "shape": list(tensor.shape),
         }
-        if _wants_binary(tensor.name, request_params, wanted):
+        if tensor.parameters and SHM_REGION in tensor.parameters:  # the data is in shm
+            # binary_data_size 0: Triton's C++ client (perf_analyzer) reads it from any output
+            # that has parameters
+            entry["parameters"] = {**tensor.parameters, "binary_data_size": 0}
+        elif _wants_binary(tensor.name, request_params, wanted):
             raw = encode_raw(tensor.data, tensor.datatype)
             entry["parameters"] = {**tensor.parameters, "binary_data_size": len(raw)}
             chunks.append(raw)

@@ -257,6 +257,20 @@ class Settings(BaseModel):
         1000, "Open HTTP connections; one more is answered 503 and closed.", group="limits", ge=1
     )
     # ---- security (docs/security.md) ----
+    shared_memory: Literal["none", "system"] = option(
+        "none",
+        "Triton's system shared-memory extension: 'system' lets co-located clients register "
+        "POSIX shared-memory regions (admin scope) and pass tensors through them "
+        "(docs/triton-compat.md).",
+        group="security",
+    )
+    shared_memory_prefix: str = option(
+        "/modelserve_",
+        "With --shared-memory system: only POSIX shared-memory keys starting with this are "
+        "opened ('/' allows any key, as Triton does).",
+        group="security",
+        pattern=r"^/[A-Za-z0-9_.\-]*$",
+    )
     auth_file: Path | None = option(
         None,
         "YAML list of {name, token_sha256 | token, scopes}; turns authentication on (so does "
@@ -347,6 +361,11 @@ class Settings(BaseModel):
             raise ValueError("give both tls_cert and tls_key, or neither")
         if self.tls_client_ca is not None and self.tls_cert is None:
             raise ValueError("tls_client_ca (mutual TLS) needs tls_cert and tls_key")
+        if self.workers > 1 and self.shared_memory != "none":
+            raise ValueError(
+                "workers > 1 cannot be combined with shared memory: a region registered with "
+                "one worker process would be unknown to the others"
+            )
         if self.workers > 1 and self.model_control_mode == "explicit":
             raise ValueError(
                 "workers > 1 cannot be combined with explicit model control: a load or unload "

@@ -38,6 +38,7 @@ from modelserve.scheduling.executor import inference_executor
 from modelserve.serving.lifecycle import Lifecycle
 from modelserve.serving.remote import RemoteRepository
 from modelserve.serving.repository import ModelRepository
+from modelserve.serving.shared_memory import SharedMemory
 
 __all__ = ["ServingCore", "package_version"]
 
@@ -107,6 +108,7 @@ class ServingCore:
             package_version(),
             self.telemetry.observability,
             self.events,
+            SharedMemory(settings.shared_memory == "system", settings.shared_memory_prefix),
         )
         self.repository.add_kind("pipeline", PipelineKind(self.dataplane.run_step, self.executor))
         self.payloads = PayloadLogging(
@@ -145,6 +147,7 @@ class ServingCore:
         blocked. False when model threads were still busy at the end (a ``predict`` that does
         not return): they hold the process at exit, so a server should exit at once."""
         await self.lifecycle.stop()
+        self.dataplane.shared_memory.close()
         await self.payloads.stop(self.settings.shutdown_timeout_s)
         idle = await self._shutdown_executor(EXECUTOR_GRACE_S)
         await self.telemetry.stop()

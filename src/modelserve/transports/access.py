@@ -61,6 +61,14 @@ GRPC_ACTIONS: dict[str, Action] = {
     _SERVICE + "ModelStreamInfer": Action.INFER,
     _SERVICE + "RepositoryModelLoad": Action.ADMIN,
     _SERVICE + "RepositoryModelUnload": Action.ADMIN,
+    # shared memory: registering maps host memory into the server, so admin only (status shows
+    # the keys; CUDA's answer nothing but are what perf_analyzer calls)
+    _SERVICE + "SystemSharedMemoryStatus": Action.ADMIN,
+    _SERVICE + "SystemSharedMemoryRegister": Action.ADMIN,
+    _SERVICE + "SystemSharedMemoryUnregister": Action.ADMIN,
+    _SERVICE + "CudaSharedMemoryStatus": Action.ADMIN,
+    _SERVICE + "CudaSharedMemoryRegister": Action.ADMIN,
+    _SERVICE + "CudaSharedMemoryUnregister": Action.ADMIN,
 }
 
 

@@ -36,6 +36,8 @@ def test_every_documented_route_has_the_intended_action() -> None:
             want = expected[concrete]
         elif concrete.endswith("/infer"):
             want = (Action.INFER, "iris")
+        elif "sharedmemory/" in concrete:
+            want = (Action.ADMIN, "")
         else:
             assert concrete.startswith("/v2/models/iris"), path
             want = (Action.MODEL_READ, "iris")
@@ -64,3 +66,21 @@ def test_every_rpc_has_an_action() -> None:
     assert grpc_message_model(Action.MODEL_READ, stats) == (Action.READ, "")
     stats = pb.ModelStatisticsRequest(name="iris")
     assert grpc_message_model(Action.MODEL_READ, stats) == (Action.MODEL_READ, "iris")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v2/systemsharedmemory/status",
+        "/v2/systemsharedmemory/unregister",
+        "/v2/systemsharedmemory/region/r/status",
+        "/v2/systemsharedmemory/region/r/register",
+        "/v2/systemsharedmemory/region/r/unregister",
+        "/v2/cudasharedmemory/status",
+        "/v2/cudasharedmemory/region/r/register",
+    ],
+)
+def test_shared_memory_routes_need_admin(path: str) -> None:
+    assert rest_action(path) == (Action.ADMIN, "")
+    rpc = "/inference.GRPCInferenceService/SystemSharedMemoryRegister"
+    assert grpc_action(rpc) is Action.ADMIN

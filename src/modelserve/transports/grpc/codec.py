@@ -97,6 +97,8 @@ def encode_parameters(target: Any, params: Parameters) -> None:
             slot.string_param = str(value)
 
 
+SHM_REGION = "shared_memory_region"
+
 # ---- infer -----------------------------------------------------------------------------------
 
 
@@ -108,11 +110,14 @@ def decode_infer_request(
     if not msg.inputs:
         raise InvalidArgument("'inputs' must be a non-empty list")
     raw = msg.raw_input_contents
+    # inputs in shared memory take no raw_input_contents entry (as in Triton)
+    in_shm = [SHM_REGION in item.parameters for item in msg.inputs]
     if raw:
-        if len(raw) != len(msg.inputs):
+        wanted = len(in_shm) - sum(in_shm)
+        if len(raw) != wanted:
             raise InvalidArgument(
-                f"{len(raw)} raw_input_contents given for {len(msg.inputs)} inputs; "
-                "give exactly one per input, in the order of the inputs"
+                f"{len(raw)} raw_input_contents given for {wanted} inputs; give exactly one "
+                "per input not in shared memory, in the order of the inputs"
             )
         for item in msg.inputs:
             if item.HasField("contents"):
@@ -123,8 +128,11 @@ def decode_infer_request(
     inputs: list[Tensor] = []
     seen: set[str] = set()
     counted = 0
+    next_raw = 0
     for position, item in enumerate(msg.inputs):
-        raw_item = raw[position] if raw else None
+        raw_item = None
+        if raw and not in_shm[position]:
+            raw_item, next_raw = raw[next_raw], next_raw + 1
         tensor = _decode_input(position, item, raw_item, max_elements, counted)
         counted += tensor.data.size
         if tensor.name in seen:
@@ -162,7 +170,11 @@ def _decode_input(
     numpy_dtype(datatype)
     shape = check_shape(name, list(item.shape), max_elements, counted)
     params = decode_parameters(f"input '{name}'", item.parameters)
-    if raw is not None:
+    if SHM_REGION in params:
+        if raw is not None or item.HasField("contents"):
+            raise InvalidArgument(f"input '{name}': its data is in shared memory; send none")
+        data = np.empty(0, dtype=numpy_dtype(datatype))  # read by the dataplane
+    elif raw is not None:
         data = decode_raw(name, datatype, shape, raw)
     else:
         data = _decode_contents(name, datatype, shape, item.contents)
@@ -215,7 +227,8 @@ def encode_infer_response(response: InferenceResponse) -> pb.ModelInferResponse:
     for tensor in response.outputs:
         out = msg.outputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
         encode_parameters(out.parameters, tensor.parameters)
-        raw.append(encode_raw(tensor.data, tensor.datatype))
+        in_shm = tensor.parameters and SHM_REGION in tensor.parameters  # written there
+        raw.append(b"" if in_shm else encode_raw(tensor.data, tensor.datatype))
     return msg
 
 

@@ -159,6 +159,8 @@ class RestApp:
             else:
                 await self._dp.unload_model(rest[2])
             return json_reply({})
+        if head in ("systemsharedmemory", "cudasharedmemory"):
+            return self._shared_memory_route(request, head == "cudasharedmemory", rest[1:])
         if head == "repository" and rest[1:] == ["index"]:
             _allow(method, "POST")
             rows = self._dp.repository_index(_index_ready_flag(request.body))
@@ -173,6 +175,44 @@ class RestApp:
                     for r in rows
                 ]
             )
+        raise NotFound(f"no route for {request.path}")
+
+    def _shared_memory_route(self, request: HttpRequest, cuda: bool, tail: list[str]) -> Reply:
+        """Triton's shared-memory extension: ``status``, ``unregister`` (all regions), and
+        ``region/{name}/status|register|unregister``. CUDA: empty status, unregister is a
+        no-op, register is refused."""
+        name = ""
+        if len(tail) == 3 and tail[0] == "region" and tail[1]:
+            name, tail = tail[1], tail[2:]
+        if tail == ["status"]:
+            _allow(request.method, "GET")
+            if cuda:
+                return json_reply([])
+            return json_reply(
+                [
+                    {"name": r.name, "key": r.key, "offset": r.offset, "byte_size": r.byte_size}
+                    for r in self._dp.shared_memory.status(name)
+                ]
+            )
+        if tail == ["unregister"]:
+            _allow(request.method, "POST")
+            if not cuda:
+                self._dp.shared_memory.unregister(name)
+            return json_reply({})
+        if tail == ["register"] and name:
+            _allow(request.method, "POST")
+            if cuda:
+                raise InvalidArgument("CUDA shared memory is not supported (no GPU)")
+            body = _json_object(request.body)
+            key, offset, size = body.get("key"), body.get("offset", 0), body.get("byte_size")
+            if not isinstance(key, str):
+                raise InvalidArgument("'key' must be a string")
+            if isinstance(offset, bool) or not isinstance(offset, int):
+                raise InvalidArgument("'offset' must be an integer")
+            if isinstance(size, bool) or not isinstance(size, int):
+                raise InvalidArgument("'byte_size' must be an integer")
+            self._dp.shared_memory.register(name, key, offset, size)
+            return json_reply({})
         raise NotFound(f"no route for {request.path}")
 
     async def _model_route(self, request: HttpRequest, name: str, tail: list[str]) -> Reply:
