@@ -173,7 +173,8 @@ def test_failures_are_one_line(
     rows = json.dumps(X)
     env = {"MODELSERVE_URL": server.url}
     unknown = run_cli(["predict", "nope", "--input", "-"], env, stdin=rows)
-    one_line_error(unknown, 1, "unknown model 'nope'")  # the exit code of the process itself
+    # the exit code of the process itself
+    one_line_error(unknown, 1, "Request for unknown model: 'nope' is not found")
     missing = predict(cli, server, "--input", str(tmp_path / "none.csv"))
     one_line_error(missing, 2, "no such file")
     one_line_error(predict(cli, server, stdin=rows), 2, "--input")

@@ -522,6 +522,9 @@ class ExplodingDataPlane:
     def repository_index(self, ready_only: bool = False) -> list[Any]:
         return []
 
+    def is_decoupled(self, name: str, version: str = "") -> bool:
+        return False
+
     async def infer(self, request: Any) -> Any:
         raise RuntimeError("secret internals")
 
