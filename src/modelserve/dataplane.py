@@ -232,9 +232,7 @@ class DataPlane:
                 return InferenceResponse(model.name, model.version, outputs, request.id)
             submitted = time.perf_counter_ns()
             if sequence is None:
-                done = await model.batcher.submit(
-                    arrays, batch or 1, deadline, model.wanted(specs)
-                )
+                done = await model.batcher.submit(arrays, batch or 1, deadline, model.wanted(specs))
             else:
                 assert model.sequences is not None
                 done = await model.sequences.submit(
