@@ -291,6 +291,13 @@ class DataPlane:
             slots = model.stream_slots
             if slots is None or model.runtime is None:
                 raise InvalidArgument(f"model '{model.name}' is not decoupled")
+            if any(t.parameters and REGION in t.parameters for t in request.inputs):
+                request.inputs = read_inputs(self.shared_memory, request.inputs)
+            if request.outputs is not None and any(REGION in o.parameters for o in request.outputs):
+                raise InvalidArgument(
+                    "a decoupled model's outputs cannot go to shared memory: each of its "
+                    "responses is streamed"
+                )
             arrays = model.check_inputs(request)
             specs = model.check_requested(request.outputs)
             classes = model.requested_classes(request.outputs)

@@ -10,6 +10,7 @@ setuptools no longer ships)."""
 from __future__ import annotations
 
 import os
+import queue
 import uuid
 from collections.abc import Iterator
 from multiprocessing import shared_memory
@@ -22,7 +23,8 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from tests.harness import Servers
+from tests.e2e.test_decoupled import COUNTDOWN
+from tests.harness import Servers, write_python_model
 from tests.triton_repo import write_triton_repo
 
 BYTES = 16 * 4  # one row of simple's INT32 [16]
@@ -139,3 +141,28 @@ def test_keys_prefix_links_and_bounds(repo: Path, serve: Servers, regions: Any) 
         client.infer("simple", [x, y])
     assert in_key not in str(caught.value)
     client.close()
+
+
+def test_a_decoupled_model_reads_its_input_from_shared_memory(
+    tmp_path: Path, serve: Servers, regions: Any
+) -> None:
+    in_key, in_handle, _, _ = regions
+    config = {"max_batch_size": 0, "decoupled": True}
+    write_python_model(tmp_path, "countdown", COUNTDOWN, config, entrypoint="Countdown")
+    running = serve(tmp_path, shared_memory="system")
+    client = grpcclient.InferenceServerClient(running.grpc_url)
+    in_handle.buf[:4] = np.array([3], dtype=np.int32).tobytes()
+    client.register_system_shared_memory("in", in_key, 4)
+    answers: queue.Queue[Any] = queue.Queue()
+    client.start_stream(callback=lambda result, error: answers.put((result, error)))
+    n = grpcclient.InferInput("N", [1], "INT32")
+    n.set_shared_memory("in", 4)
+    client.async_stream_infer("countdown", [n], request_id="s")
+    tokens = []
+    for _ in range(3):
+        result, error = answers.get(timeout=30)
+        assert error is None, error
+        tokens.append(int(result.as_numpy("TOKEN")[0]))
+    client.stop_stream()
+    client.close()
+    assert tokens == [3, 2, 1]
