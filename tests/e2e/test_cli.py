@@ -92,3 +92,24 @@ def test_the_installed_console_script_runs() -> None:
     result = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "serve" in result.stdout
+
+
+def test_an_onnx_only_server_maps_no_other_framework(model_repo: Path, tmp_path: Path) -> None:
+    """Start-up and memory: a server whose loaded models are all ONNX never loads
+    scikit-learn, SciPy, XGBoost or LightGBM (their shared libraries are not mapped)."""
+    server_file = tmp_path / "server.yaml"
+    server_file.write_text(
+        f"model_repository: {model_repo}\nhttp_port: 0\ngrpc_port: 0\n"
+        "model_control_mode: explicit\nload_models: [iris_onnx, mlp_onnx]\n"
+    )
+    with CliProcess(["serve", "--config", str(server_file)]) as cli:
+        port = cli.wait_ready()
+        body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": [1] * 4}]}
+        reply = httpx.post(f"http://127.0.0.1:{port}/v2/models/iris_onnx/infer", json=body)
+        assert reply.status_code == 200
+        maps = Path(f"/proc/{cli.proc.pid}/maps").read_text()
+        assert "onnxruntime" in maps
+        for package in ("sklearn", "scipy", "xgboost", "lightgbm"):
+            assert f"/{package}/" not in maps, f"{package} is loaded"
+        cli.signal(signal.SIGTERM)
+        assert cli.wait() == 0

@@ -124,6 +124,12 @@ _NUMPY_NAMES = {
 }
 
 
+def _false_allowed(schema: dict[str, Any]) -> None:
+    """The schema editors check model.yaml with says that ``false`` is accepted too
+    (ModelConfig._batching_off)."""
+    schema.setdefault("anyOf", []).insert(1, {"type": "boolean", "const": False})
+
+
 class VersionPolicy(BaseModel):
     """Which versions of the model are served: exactly one of ``latest``, ``all``, ``specific``."""
 
@@ -327,6 +333,7 @@ class ModelConfig(BaseModel):
         "on (with no delay) for a scikit-learn, XGBoost, LightGBM or ONNX model whose call "
         "costs about the same for 8 rows as for 1, measured at load (docs/batching.md); "
         "'false' (or null): off.",
+        json_schema_extra=_false_allowed,
     )
     max_queue_size: int = Field(
         default=0, ge=0, description="Requests that may wait for the model; 0 = unbounded."

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import get_args
 
 import pytest
+from pydantic import ValidationError
 
 from modelserve.codecs.tensors import DATATYPES, V2_TO_NUMPY, V2_TO_TRITON
 from modelserve.config.model import Datatype, ModelConfig, VersionPolicy, load_model_config
@@ -68,3 +69,12 @@ def test_missing_config_means_defaults(tmp_path: Path) -> None:
 )
 def test_version_policy(policy: VersionPolicy, expected: list[int]) -> None:
     assert policy.select([5, 1, 2]) == expected
+
+
+def test_dynamic_batching_false_turns_the_default_off() -> None:
+    off = ModelConfig(dynamic_batching=False)
+    assert off.dynamic_batching is None and off.batching_chosen()
+    assert not ModelConfig().batching_chosen()
+    assert ModelConfig(dynamic_batching={}).batching_chosen()
+    with pytest.raises(ValidationError):
+        ModelConfig(dynamic_batching=True)
