@@ -191,6 +191,14 @@ class DataPlane:
 
     async def infer(self, request: InferenceRequest) -> InferenceResponse:
         """Run one inference; its outcome and timings go to the statistics and metrics."""
+        # Requests in flight (modelserve_inflight_requests): queued, running or being answered.
+        self._observability.inflight += 1
+        try:
+            return await self._infer(request)
+        finally:
+            self._observability.inflight -= 1
+
+    async def _infer(self, request: InferenceRequest) -> InferenceResponse:
         started = time.perf_counter_ns()
         model: LoadedModel | None = None
         try:

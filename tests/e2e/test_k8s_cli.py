@@ -8,15 +8,23 @@ when this was written; docs/deploy.md gives the commands for a real cluster.)"""
 
 from __future__ import annotations
 
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
 import yaml
 
-from tests.harness import ROOT, run_cli
+from modelserve.cli.manifests import STOP_MARGIN_S
+from tests.harness import ROOT, CliProcess, run_cli
 
 TREE = ROOT / "deploy" / "kubernetes"
+KSERVE_GRACE_S = 30
+"""The terminationGracePeriodSeconds of the pods KServe makes (Kubernetes' default)."""
 ARGS = ["k8s", "render", "--image", "modelserve:0.1.0", "--models", "s3://models/repository"]
 
 
@@ -87,3 +95,41 @@ def test_exclusive_autoscalers_and_required_flags() -> None:
     assert both.returncode == 2 and "not allowed with argument" in both.stderr
     missing = run_cli(["k8s", "render", "--models", "/models"])
     assert missing.returncode == 2 and "--image" in missing.stderr
+
+
+def test_the_kserve_runtime_serves_the_model_as_kserve_starts_it(
+    model_repo: Path, tmp_path: Path
+) -> None:
+    """The ClusterServingRuntime's container run as KServe runs it: its arguments with
+    ``{{.Name}}`` filled in with the InferenceService's name, the storage URI downloaded into
+    /mnt/models (here a temporary folder holding the artifact itself), its environment (ports 0
+    here: tests run side by side). tritonclient infers under that name over REST and gRPC, and
+    SIGTERM drains and exits 0 within KServe's default 30 s grace period."""
+    result = run_cli(["k8s", "render", "--kserve", "--image", "r/m:1", "--models", "s3://b/iris"])
+    runtime, service = objects(result.stdout)
+    [container] = runtime["spec"]["containers"]
+    name = service["metadata"]["name"]
+    mnt = tmp_path / "mnt" / "models"
+    mnt.mkdir(parents=True)
+    shutil.copy(model_repo / "iris_onnx" / "1" / "model.onnx", mnt / "model.onnx")
+    assert container["args"][-1] == "/mnt/models"
+    args = [arg.replace("{{.Name}}", name) for arg in container["args"][:-1]]
+    args = [re.sub(r"^(--(?:http|grpc|metrics)-port)=\d+$", r"\1=0", arg) for arg in args]
+    env = {item["name"]: item["value"] for item in container["env"]}
+    with CliProcess(["serve", *args, str(mnt)], env=env) as proc:
+        port = proc.wait_ready()
+        grpc_port = int(proc.wait_for(r"gRPC listening on [^\s]+:(\d+)").group(1))
+        rows = np.array([[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3]], dtype=np.float32)
+        rest = httpclient.InferenceServerClient(f"127.0.0.1:{port}")
+        grpc = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+        for client, module in ((rest, httpclient), (grpc, grpcclient)):
+            x = module.InferInput("input", list(rows.shape), "FP32")
+            x.set_data_from_numpy(rows)
+            assert client.infer(name, [x]).as_numpy("label").shape == (2,)
+        grpc.close()
+        rest.close()
+        proc.signal()
+        drain = float(env["MODELSERVE_DRAIN_DELAY_SECS"])
+        shutdown = float(env["MODELSERVE_SHUTDOWN_TIMEOUT_SECS"])
+        assert drain + shutdown + STOP_MARGIN_S <= KSERVE_GRACE_S
+        assert proc.wait(timeout=drain + shutdown + STOP_MARGIN_S) == 0

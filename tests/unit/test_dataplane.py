@@ -229,6 +229,28 @@ async def test_a_full_queue_is_refused_before_decoding(stack: Stack, marks: Path
     assert [a.model_version for a in await asyncio.gather(running, queued)] == ["1", "1"]
 
 
+async def test_requests_in_flight_are_counted_until_answered(stack: Stack, marks: Path) -> None:
+    """modelserve_inflight_requests: the one running and the one queued behind it, then none
+    once both are answered; a refused request is never left counted."""
+    dataplane = stack.dataplane
+    gauge = sample_key("modelserve_inflight_requests")
+    assert (await metrics(stack))[gauge] == 0
+    (marks / "hold").touch()
+    running = asyncio.ensure_future(dataplane.infer(scale_request("bounded", [[1.0, 2.0]])))
+    await until(marks / "started-bounded-1")
+    queued = asyncio.ensure_future(dataplane.infer(scale_request("bounded", [[1.0, 2.0]])))
+    await asyncio.sleep(0)
+    assert (await metrics(stack))[gauge] == 2
+    with pytest.raises(ResourceExhausted):
+        await dataplane.infer(scale_request("bounded", [[1.0, 2.0]]))
+    with pytest.raises(NotFound):
+        await dataplane.infer(scale_request("nope", [[1.0, 2.0]]))
+    assert (await metrics(stack))[gauge] == 2
+    (marks / "hold").unlink()
+    await asyncio.gather(running, queued)
+    assert (await metrics(stack))[gauge] == 0
+
+
 async def test_draining_refuses_new_inference(stack: Stack) -> None:
     stack.dataplane.stop_accepting()
     assert not stack.dataplane.accepting

@@ -43,6 +43,9 @@ SHUTDOWN_TIMEOUT_S = 25
 STOP_MARGIN_S = 10
 """For the gRPC grace and the HTTP close after the shutdown timeout (server/compose.py)."""
 REMOTE_POLL_S = 30
+INFLIGHT_METRIC = "modelserve_inflight_requests"
+"""The server's gauge of inference requests in flight (observability/metrics.py)."""
+INFLIGHT_WINDOW = "1m"
 LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$")
 PLAIN = re.compile(r"^[A-Za-z0-9._:/@+-]*$")
@@ -190,11 +193,12 @@ def _selector(spec: DeploymentSpec) -> dict[str, str]:
 
 
 def inflight_query(spec: DeploymentSpec) -> str:
-    """Requests in flight over every pod: the request-seconds served per second."""
+    """Requests in flight over every pod of the Service, each pod's averaged over a minute
+    (the gauge is sampled at each scrape)."""
     matchers = f'service="{spec.name}"'
     if spec.namespace:
         matchers += f',namespace="{spec.namespace}"'
-    return f"sum(rate(modelserve_inference_request_duration_seconds_sum{{{matchers}}}[1m]))"
+    return f"sum(avg_over_time({INFLIGHT_METRIC}{{{matchers}}}[{INFLIGHT_WINDOW}]))"
 
 
 def _server(spec: DeploymentSpec) -> dict[str, Any]:

@@ -8,6 +8,8 @@
   request's context for the access log and the traces. A pipeline's model step is recorded
   the same way with ``nested=True``: under its own model, its latency from the step's start,
   leaving the request's context to the pipeline.
+- Dataplane: ``inflight``, the inference requests it is handling now (up on arrival, down once
+  answered, whatever the outcome).
 - Scrapes: ``exposition`` refreshes the state gauges from the repository (through the reader
   given to ``watch_models``) and renders the registry.
 
@@ -71,6 +73,9 @@ class Observability:
         self.tracing = tracing if tracing is not None else Tracing()
         self.access = AccessLog(access_log)
         self.connections = ConnectionCounter()
+        self.inflight = 0
+        """Inference requests in the dataplane now (it counts them): queued, running or being
+        answered; the ``modelserve_inflight_requests`` gauge."""
         self.multiprocess_dir = multiprocess_dir
         self._models: Callable[[], Iterable[ModelSample]] = tuple
         self._refreshers: list[Callable[[], None]] = []
@@ -219,7 +224,7 @@ class Observability:
 
     def refresh(self) -> None:
         """Set the state gauges now."""
-        self.metrics.refresh(self._models(), self.connections.count)
+        self.metrics.refresh(self._models(), self.connections.count, self.inflight)
         for refresher in self._refreshers:
             refresher()
 

@@ -4,8 +4,8 @@ Per request, a model version's ``Series`` counts outcomes and accumulates the hi
 plain integers on the event loop (accumulate.py); ``refresh`` flushes them into the
 prometheus_client metrics right before each scrape (and, with several worker processes, every
 few seconds and at shutdown), so the hot path never takes a lock. The gauges that
-describe state (queue depth, batches in flight, model state, load duration, open connections)
-are set by ``refresh`` from a snapshot of the repository, right before each scrape (and, with
+describe state (queue depth, batches in flight, model state, load duration, open connections,
+requests in flight) are set by ``refresh`` from a snapshot, right before each scrape (and, with
 several worker processes, every few seconds by each worker: see docs/metrics.md).
 
 Every metric works in prometheus_client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``):
@@ -227,6 +227,13 @@ class InferenceMetrics:
             registry=registry,
             multiprocess_mode="livesum",
         )
+        self.inflight = Gauge(
+            "modelserve_inflight_requests",
+            "Inference requests the server is handling now (arrived, not yet answered: queued, "
+            "running or being answered), every model.",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
         self.connections = Gauge(
             "modelserve_http_connections",
             "Open HTTP connections.",
@@ -260,7 +267,7 @@ class InferenceMetrics:
 
     # ---- state, at scrape time ---------------------------------------------------------------
 
-    def refresh(self, samples: Iterable[ModelSample], connections: int) -> None:
+    def refresh(self, samples: Iterable[ModelSample], connections: int, inflight: int = 0) -> None:
         """Flush the per-request figures and set the state gauges from a snapshot; versions
         gone since the last refresh lose their gauge series (their counters and histograms
         stay: they are cumulative)."""
@@ -293,6 +300,7 @@ class InferenceMetrics:
         self._shown = shown
         self._cached = cached
         self.connections.set(connections)
+        self.inflight.set(inflight)
 
 
 def _remove(gauge: Gauge, labels: tuple[str, ...]) -> None:

@@ -204,7 +204,7 @@ def test_autoscaler_and_dashboard_queries_use_metrics_the_server_exports(
     dashboard = (ROOT / "deploy" / "grafana" / "modelserve-dashboard.json").read_text()
     texts.append(dashboard)
     used = {name for text in texts for name in re.findall(r"modelserve_[a-z_]+", text)}
-    assert "modelserve_inference_request_duration_seconds_sum" in used
+    assert "modelserve_inflight_requests" in used
     assert used - exported_metrics == set()
     hpa = next(d for d in documents(render(SPECS["s3 + hpa"])) if d["kind"].startswith("Horiz"))
     adapter = yaml.safe_load(adapter_values(SPECS["s3 + hpa"]))["rules"]["custom"][0]
@@ -286,3 +286,38 @@ def test_the_files_in_deploy_kubernetes_are_up_to_date(tmp_path: Path) -> None:
     kept = ROOT / "deploy" / "kubernetes"
     committed = {p.relative_to(kept): p.read_text() for p in kept.rglob("*") if p.is_file()}
     assert written == committed, "run `make manifests` and commit deploy/kubernetes"
+
+
+@pytest.mark.parametrize("spec", SPECS.values(), ids=SPECS.keys())
+def test_the_container_settings_are_the_servers(spec: DeploymentSpec) -> None:
+    """The arguments and MODELSERVE_* variables of every rendered container are flags and
+    variables ``modelserve serve`` takes, with the values the grace period was reckoned with."""
+    from modelserve.cli.main import build_parser
+    from modelserve.config.settings import option_specs
+    from modelserve.config.sources import build_settings
+
+    known = {option.env for option in option_specs()}
+    fields = {option.field for option in option_specs()}
+    checked = 0
+    for doc in documents(render(spec)):
+        if doc["kind"] not in ("Deployment", "ClusterServingRuntime"):
+            continue
+        pod = doc["spec"]["template"]["spec"] if doc["kind"] == "Deployment" else doc["spec"]
+        [container] = pod["containers"]
+        env = {item["name"]: item["value"] for item in container["env"]}
+        assert set(env) <= known, set(env) - known
+        # KServe fills in {{.Name}} with the InferenceService's name.
+        given = [arg.replace("{{.Name}}", "iris") for arg in container["args"]]
+        parsed = vars(build_parser().parse_args(["serve", *given]))
+        flags = {k: v for k, v in parsed.items() if k in fields and v is not None}
+        settings = build_settings(flags, env=env)
+        assert str(settings.model_repository) == given[-1 if spec.kserve else 0]
+        if doc["kind"] == "Deployment":
+            assert settings.drain_delay_s == DRAIN_DELAY_S
+            assert settings.shutdown_timeout_s == SHUTDOWN_TIMEOUT_S
+            assert settings.model_control_mode == ("poll" if "://" in spec.models else "none")
+        else:
+            assert (settings.http_port, settings.grpc_port) == (8080, 9000)
+            assert settings.model_name == "iris"
+        checked += 1
+    assert checked == 1
