@@ -5,7 +5,7 @@
 SOURCE is recorded in the file's ``$comment`` (the repository, commit and path the CRD came
 from). ``description`` texts and the ``status`` subtree are dropped: they never change whether a
 manifest we write validates, and dropping them keeps the files small. Everything else is kept
-exactly as the CRD declares it; the tests (tests/unit/cli/test_k8s.py) add Kubernetes' strict
+exactly as the CRD declares it; the tests (tests/unit/cli/test_manifests.py) add Kubernetes' strict
 field validation (unknown fields are errors) when they validate against it.
 """
 
@@ -21,7 +21,10 @@ import yaml
 
 def _strip(node: Any) -> Any:
     if isinstance(node, dict):
-        return {k: _strip(v) for k, v in node.items() if k != "description"}
+        # A description text, never a property that happens to be named "description".
+        return {
+            k: _strip(v) for k, v in node.items() if not (k == "description" and isinstance(v, str))
+        }
     if isinstance(node, list):
         return [_strip(item) for item in node]
     return node
