@@ -107,3 +107,8 @@ class InternalError(ServerError):
 
 class ModelLoadError(Exception):
     """A model version could not be loaded; the message is the reason shown in the index."""
+
+
+class ConversionError(Exception):
+    """A model could not be converted to ONNX (no converter, or the converter failed); the
+    message says why."""

@@ -15,6 +15,7 @@ from types import ModuleType
 
 from modelserve.cli import (
     batch,
+    convert,
     experiment,
     k8s,
     labels,
@@ -36,6 +37,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     monitor,
     experiment,
     batch,
+    convert,
     k8s,
     repo,
     tools,

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import numpy.typing as npt
 
 from modelserve.config.model import ModelConfig
-from modelserve.errors import ModelLoadError
+from modelserve.errors import ConversionError, ModelLoadError
 from modelserve.types import RuntimeSignature
 
 Arrays = dict[str, npt.NDArray[Any]]
@@ -36,6 +37,47 @@ class SequenceContext:
     end: bool
     instance: int
     state: dict[str, Any]
+
+
+CACHE_DIR = ".modelserve"
+"""Folder inside a version folder where the server keeps what it derives from the artifact
+(the ONNX conversion, TensorRT engines); never part of the model's fingerprint."""
+
+RESERVED_FILES = frozenset({"validation_report.json", "conversion_report.json"})
+"""Files the server writes into version folders; never taken for an artifact."""
+
+Precision = Literal["float32", "float64"]
+
+
+@dataclass(frozen=True, slots=True)
+class OnnxOutput:
+    """Where one output of the native model is found among the ONNX graph's outputs."""
+
+    name: str
+    """The native output's name."""
+    source: str
+    """The ONNX output it is read from."""
+    column: int | None = None
+    """Take this column of a 2-D ONNX output (e.g. the positive class's probability)."""
+    flatten: bool = False
+    """Reshape an ``[N, 1]`` ONNX output to ``[N]``."""
+
+
+@dataclass(frozen=True, slots=True)
+class OnnxExport:
+    """A native model converted to an ONNX graph, and how to read the native outputs from it.
+    The graph's inputs carry the native inputs' names."""
+
+    model: bytes
+    converter: str
+    """The converting library: skl2onnx, onnxmltools."""
+    versions: dict[str, str] = field(default_factory=dict)
+    """Framework and converter versions (and the opsets) that produced the graph."""
+    outputs: tuple[OnnxOutput, ...] = ()
+    precision: Precision = "float32"
+    trees: bool = False
+    """Decisions at split thresholds: a float32 graph that disagrees with the native model is
+    worth retrying in float64."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +119,9 @@ class LoadContext:
                 )
             return path
         found = sorted(
-            p for p in self.version_dir.iterdir() if p.is_file() and p.name.endswith(suffixes)
+            p
+            for p in self.version_dir.iterdir()
+            if p.is_file() and p.name.endswith(suffixes) and p.name not in RESERVED_FILES
         )
         if not found:
             raise ModelLoadError(
@@ -138,3 +182,63 @@ class Runtime(ABC):
 
     def unload(self) -> None:  # noqa: B027 - optional hook, no-op by default
         """Release resources held by the model."""
+
+    def notices(self) -> tuple[str, ...]:
+        """Things about how the model runs that its operator should know (a fallback from the
+        execution provider asked for, for instance): logged, and shown in the repository index
+        while the version serves."""
+        return ()
+
+    def export_onnx(self, opset: int | None, precision: Precision, sample: Arrays) -> OnnxExport:
+        """The model as an ONNX graph (``modelserve convert``, ``accelerate: onnx``).
+        ``precision`` is the graph's floating-point type where the converter offers a choice;
+        ``sample`` holds a few input rows (tracing converters need them)."""
+        raise ConversionError(
+            f"the {self.platform or type(self).__name__} runtime has no ONNX converter"
+        )
+
+    def feature_ranges(self) -> list[tuple[float, float]] | None:
+        """Per feature of the single input, the range of values the model distinguishes (for
+        tree models: around their split thresholds); None when the model does not tell."""
+        return None
+
+
+def distribution_versions(*names: str) -> dict[str, str]:
+    """Installed versions of the named distributions (read from their metadata, nothing is
+    imported); absent ones are left out."""
+    found = {}
+    for name in names:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def threshold_ranges(
+    thresholds: Mapping[int, list[float]], n_features: int
+) -> list[tuple[float, float]]:
+    """Per feature, the span of a tree model's split thresholds widened by a quarter on each
+    side ([-1, 1] for a feature it never splits on)."""
+    ranges = []
+    for feature in range(n_features):
+        values = thresholds.get(feature)
+        if not values:
+            ranges.append((-1.0, 1.0))
+            continue
+        low, high = min(values), max(values)
+        margin = max((high - low) / 4, 1e-3 * max(abs(low), abs(high), 1.0))
+        ranges.append((low - margin, high + margin))
+    return ranges
+
+
+@runtime_checkable
+class OnnxTools(Protocol):
+    """What the onnx runtime offers conversion besides serving (reached through the registry, so
+    that no other module imports onnxruntime)."""
+
+    def optimize_file(self, source: Path, target: Path) -> None:
+        """Save onnxruntime's fully optimised graph of ``source`` to ``target``."""
+
+    def quantize_int8_file(self, source: Path, target: Path) -> None:
+        """Dynamic int8 quantisation of ``source``'s weights into ``target``."""

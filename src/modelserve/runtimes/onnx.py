@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from modelserve.errors import ModelLoadError
+from modelserve.errors import ConversionError, ModelLoadError
 from modelserve.runtimes.base import Arrays, LoadContext, Runtime
 from modelserve.types import RuntimeSignature, TensorSpec
 
@@ -98,6 +99,28 @@ class OnnxRuntime(Runtime):
         inputs = [_spec(node, "input") for node in session.get_inputs()]
         outputs = [_spec(node, "output") for node in session.get_outputs()]
         return cls(session, inputs, outputs)
+
+    @classmethod
+    def optimize_file(cls, source: Path, target: Path) -> None:
+        """Save onnxruntime's fully optimised graph of ``source`` (constant folding, fusions;
+        the fused operators are onnxruntime's own, so the file is for onnxruntime)."""
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.optimized_model_filepath = str(target)
+        try:
+            ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ConversionError(f"onnxruntime cannot optimise {source.name}: {exc}") from None
+
+    @classmethod
+    def quantize_int8_file(cls, source: Path, target: Path) -> None:
+        """Dynamic quantisation: int8 weights, activations quantised at run time."""
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        try:
+            quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ConversionError(f"onnxruntime cannot quantise {source.name}: {exc}") from None
 
     def signature(self) -> RuntimeSignature:
         batchable = all(

@@ -94,6 +94,14 @@ class RuntimeRegistry:
         return cls
 
 
+def runtime_for_file(name: str) -> str | None:
+    """The runtime a file's ending names, if any."""
+    for suffix, runtime in SUFFIX_RUNTIMES:
+        if name.endswith(suffix):
+            return runtime
+    return None
+
+
 def infer_runtime_name(version_dir: Path) -> str:
     """Guess the runtime from the files of a version folder."""
     files = [p.name for p in version_dir.iterdir() if p.is_file()]

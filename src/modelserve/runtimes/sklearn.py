@@ -13,13 +13,26 @@ import numpy.typing as npt
 import skops.io as sio
 
 from modelserve.codecs.tensors import v2_datatype
-from modelserve.errors import ModelLoadError
-from modelserve.runtimes.base import WIDENING_TO_FP64, Arrays, LoadContext, Runtime
+from modelserve.errors import ConversionError, ModelLoadError
+from modelserve.runtimes.base import (
+    WIDENING_TO_FP64,
+    Arrays,
+    LoadContext,
+    OnnxExport,
+    OnnxOutput,
+    Precision,
+    Runtime,
+    distribution_versions,
+    threshold_ranges,
+)
 from modelserve.types import RuntimeSignature, TensorSpec
 
 logger = logging.getLogger("modelserve.runtimes.sklearn")
 
 PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
+
+DEFAULT_OPSET = 17
+"""ONNX opset of converted graphs unless told otherwise (onnxruntime >= 1.14 runs it)."""
 
 # skops refuses to load types outside its own default list unless told to trust them; types
 # from these packages are loaded without ``trust: true`` (e.g. sklearn.tree._tree.Tree, which
@@ -184,3 +197,88 @@ class SklearnRuntime(Runtime):
         if self._has_proba:
             out["probabilities"] = np.asarray(estimator.predict_proba(x), dtype=np.float64)
         return out
+
+    # ---- ONNX --------------------------------------------------------------------------------
+
+    def _single_input(self) -> int:
+        n_features = getattr(self._estimator, "n_features_in_", None)
+        if len(self._declared_inputs) > 1 or not isinstance(n_features, int | np.integer):
+            raise ConversionError(
+                "only an estimator with one input tensor of known width converts to ONNX"
+            )
+        return int(n_features)
+
+    def export_onnx(self, opset: int | None, precision: Precision, sample: Arrays) -> OnnxExport:
+        from skl2onnx import convert_sklearn
+        from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
+
+        from modelserve.runtimes.onnx_trees import with_exact_thresholds
+
+        if self._multi_output_classifier:
+            raise ConversionError("multi-output classifiers do not convert to ONNX")
+        n_features = self._single_input()
+        trees = _tree_thresholds(self._estimator)
+        tensor_type = FloatTensorType if precision == "float32" or trees else DoubleTensorType
+        options = {"zipmap": False} if self._classes is not None else {}
+        try:
+            graph = convert_sklearn(
+                self._estimator,
+                initial_types=[("input", tensor_type([None, n_features]))],
+                options=options,
+                target_opset={"": opset or DEFAULT_OPSET, "ai.onnx.ml": 3},
+            )
+        except Exception as exc:  # skl2onnx raises many types: missing converter, bad option
+            raise ConversionError(f"skl2onnx: {type(exc).__name__}: {exc}") from None
+        model = graph.SerializeToString()
+        if trees and precision == "float64":
+            model = with_exact_thresholds(model, trees, cast_input=True)
+        if self._classes is not None:
+            outputs = [OnnxOutput("label", "label")]
+            if self._has_proba:
+                outputs.append(OnnxOutput("probabilities", "probabilities"))
+        else:
+            flat = self._signature.outputs[0].shape == (-1,)
+            outputs = [OnnxOutput("prediction", graph.graph.output[0].name, flatten=flat)]
+        return OnnxExport(
+            model=model,
+            converter="skl2onnx",
+            versions=distribution_versions("scikit-learn", "skl2onnx", "onnx"),
+            outputs=tuple(outputs),
+            precision=precision,
+            trees=bool(trees),
+        )
+
+    def feature_ranges(self) -> list[tuple[float, float]] | None:
+        trees = _tree_thresholds(self._estimator)
+        n_features = getattr(self._estimator, "n_features_in_", None)
+        if not trees or not isinstance(n_features, int | np.integer):
+            return None
+        return threshold_ranges(trees, int(n_features))
+
+
+def _trees_of(estimator: Any) -> list[Any]:
+    """The fitted ``sklearn.tree`` structures inside an estimator, a tree ensemble or the last
+    step of a pipeline."""
+    steps = getattr(estimator, "steps", None)
+    if isinstance(steps, list) and steps:
+        return _trees_of(steps[-1][1])
+    tree = getattr(estimator, "tree_", None)
+    if tree is not None and hasattr(tree, "threshold"):
+        return [tree]
+    members = getattr(estimator, "estimators_", None)
+    if members is None:
+        return []
+    found = []
+    for member in np.asarray(members, dtype=object).ravel():
+        found.extend(_trees_of(member))
+    return found
+
+
+def _tree_thresholds(estimator: Any) -> dict[int, list[float]]:
+    """Feature index -> every split threshold of the estimator's trees (empty: no trees)."""
+    thresholds: dict[int, list[float]] = {}
+    for tree in _trees_of(estimator):
+        split = tree.feature >= 0
+        for feature, value in zip(tree.feature[split], tree.threshold[split], strict=True):
+            thresholds.setdefault(int(feature), []).append(float(value))
+    return thresholds

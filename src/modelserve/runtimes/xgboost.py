@@ -8,9 +8,21 @@ from typing import Any
 import numpy as np
 import xgboost as xgb
 
-from modelserve.errors import ModelLoadError
-from modelserve.runtimes.base import Arrays, LoadContext, Runtime
+from modelserve.errors import ConversionError, ModelLoadError
+from modelserve.runtimes.base import (
+    Arrays,
+    LoadContext,
+    OnnxExport,
+    OnnxOutput,
+    Precision,
+    Runtime,
+    distribution_versions,
+    threshold_ranges,
+)
 from modelserve.types import RuntimeSignature, TensorSpec
+
+MAX_OPSET = 15
+"""The highest ONNX opset onnxmltools' tree converters write."""
 
 
 def _output_shape(config: dict[str, Any]) -> tuple[int, ...]:
@@ -35,6 +47,7 @@ class XGBoostRuntime(Runtime):
         try:
             config = json.loads(booster.save_config())
             shape = _output_shape(config)
+            self._objective = str(config["learner"]["objective"]["name"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelLoadError(f"cannot read the booster configuration: {exc}") from None
         self._signature = RuntimeSignature(
@@ -64,3 +77,61 @@ class XGBoostRuntime(Runtime):
         x = next(iter(inputs.values()))
         prediction = self._booster.inplace_predict(x)
         return {"prediction": np.asarray(prediction, dtype=np.float32)}
+
+    # ---- ONNX --------------------------------------------------------------------------------
+
+    def _onnx_output(self) -> OnnxOutput:
+        objective = self._objective
+        if objective == "binary:logistic":
+            return OnnxOutput("prediction", "probabilities", column=1)
+        if objective == "multi:softprob":
+            return OnnxOutput("prediction", "probabilities")
+        if objective == "multi:softmax":
+            return OnnxOutput("prediction", "label")
+        if objective.startswith(("reg:", "count:", "rank:")):
+            flat = self._signature.outputs[0].shape == (-1,)
+            return OnnxOutput("prediction", "variable", flatten=flat)
+        raise ConversionError(f"XGBoost objective {objective} has no ONNX conversion")
+
+    def export_onnx(self, opset: int | None, precision: Precision, sample: Arrays) -> OnnxExport:
+        from onnxmltools.convert import convert_xgboost
+        from onnxmltools.convert.common.data_types import FloatTensorType
+
+        if precision == "float64":
+            raise ConversionError(
+                "XGBoost decides in float32 itself, so its float32 graph is already exact"
+            )
+        output = self._onnx_output()
+        n_features = self._booster.num_features()
+        try:
+            graph = convert_xgboost(
+                self._booster,
+                initial_types=[("input", FloatTensorType([None, n_features]))],
+                target_opset=min(opset or MAX_OPSET, MAX_OPSET),
+            )
+        except Exception as exc:  # onnxmltools raises many types
+            raise ConversionError(f"onnxmltools: {type(exc).__name__}: {exc}") from None
+        return OnnxExport(
+            model=graph.SerializeToString(),
+            converter="onnxmltools",
+            versions=distribution_versions("xgboost", "onnxmltools", "onnx"),
+            outputs=(output,),
+            precision="float32",
+        )
+
+    def feature_ranges(self) -> list[tuple[float, float]] | None:
+        thresholds: dict[int, list[float]] = {}
+
+        def walk(node: dict[str, Any]) -> None:
+            if "split" in node:
+                feature = str(node["split"]).lstrip("f")
+                if feature.isdigit():
+                    thresholds.setdefault(int(feature), []).append(float(node["split_condition"]))
+            for child in node.get("children", ()):
+                walk(child)
+
+        for tree in self._booster.get_dump(dump_format="json"):
+            walk(json.loads(tree))
+        if not thresholds:
+            return None
+        return threshold_ranges(thresholds, self._booster.num_features())
