@@ -376,6 +376,12 @@ class ModelConfig(BaseModel):
         description="Cache answers by a hash of model, version, inputs and requested outputs "
         "(docs/response-cache.md).",
     )
+    accelerate: Literal["none", "onnx"] | None = Field(
+        default=None,
+        description="onnx: serve a scikit-learn, XGBoost or LightGBM version through its ONNX "
+        "conversion when it passes the parity gate (docs/convert.md); none: never. Left out: "
+        "the server's --accelerate.",
+    )
 
     @model_validator(mode="after")
     def _pipeline_keys(self) -> ModelConfig:
@@ -437,6 +443,15 @@ class ModelConfig(BaseModel):
         if self.execution == "process":
             raise ValueError(
                 "sequence_batching runs in the server process, not 'execution: process'"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _accelerate_in_threads(self) -> ModelConfig:
+        if self.accelerate == "onnx" and self.execution == "process":
+            raise ValueError(
+                "accelerate: onnx serves through onnxruntime, which runs in threads; "
+                "execution: process does not apply to it"
             )
         return self
 

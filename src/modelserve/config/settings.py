@@ -202,6 +202,12 @@ class Settings(BaseModel):
         group="models",
     )
     load_threads: int = option(4, "Model versions loaded in parallel.", group="models", ge=1, le=64)
+    accelerate: Literal["none", "onnx"] = option(
+        "none",
+        "onnx: serve scikit-learn, XGBoost and LightGBM versions through their ONNX conversion "
+        "when it passes the parity gate, unless their model.yaml says 'accelerate: none'.",
+        group="models",
+    )
     response_cache_mb: float = option(
         256.0,
         "Most MiB the response cache holds for all models together (each model with "

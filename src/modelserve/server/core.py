@@ -88,6 +88,7 @@ class ServingCore:
             self.executor,
             single_model=settings.model_name,
             cache=self.response_cache,
+            accelerate=settings.accelerate,
         )
         self.lifecycle = Lifecycle(
             self.repository,

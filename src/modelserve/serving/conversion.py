@@ -129,13 +129,14 @@ class ConversionReport:
         return cls(**data)
 
     @classmethod
-    def failed(cls, converter: str, rows: int, reason: str) -> ConversionReport:
-        return cls(converter, {}, rows, 0.0, 0.0, 0.0, None, False, [reason])
+    def failed(cls, converter: str, rows: int, *reasons: str) -> ConversionReport:
+        return cls(converter, {}, rows, 0.0, 0.0, 0.0, None, False, list(reasons))
 
 
 class OnnxAdapter(Runtime):
     """An ONNX graph served under the native model's signature: inputs are cast to the graph's
-    types and the native outputs are read from the graph's as the export says."""
+    types, the native outputs are read from the graph's as the export says and cast to the
+    native datatypes (a float32 graph of a model that answers FP64 still answers FP64)."""
 
     def __init__(
         self, onnx: Runtime, outputs: tuple[OnnxOutput, ...], signature: RuntimeSignature
@@ -145,6 +146,11 @@ class OnnxAdapter(Runtime):
         self._signature = signature
         self._input_dtypes = {
             spec.name: V2_TO_NUMPY[spec.datatype] for spec in onnx.signature().inputs
+        }
+        self._output_dtypes = {
+            spec.name: V2_TO_NUMPY[spec.datatype]
+            for spec in signature.outputs
+            if spec.datatype != "BYTES"
         }
         self.platform = onnx.platform  # type: ignore[misc]  # per instance
 
@@ -169,7 +175,8 @@ class OnnxAdapter(Runtime):
                 array = array[:, binding.column]
             if binding.flatten:
                 array = array.reshape(-1)
-            out[binding.name] = array
+            dtype = self._output_dtypes.get(binding.name)
+            out[binding.name] = array if dtype is None else array.astype(dtype, copy=False)
         return out
 
     def notices(self) -> tuple[str, ...]:
@@ -268,10 +275,14 @@ def check_parity(
     mismatched = int(bad_rows.sum())
     parity.mismatch_rate = mismatched / rows if rows else 0.0
     if mismatched:
+        has_probabilities = any(b.source == "probabilities" for b in outputs)
+        probabilities_atol = (
+            f" (probabilities: atol {tolerance.probability_atol:g})" if has_probabilities else ""
+        )
         parity.reasons.append(
             f"{mismatched} of {rows} rows ({parity.mismatch_rate:.2%}) differ beyond rtol "
-            f"{tolerance.rtol:g}/atol {tolerance.atol:g} (probabilities: atol "
-            f"{tolerance.probability_atol:g}); max abs err {parity.max_abs_err:.3g} in '{worst}'"
+            f"{tolerance.rtol:g}/atol {tolerance.atol:g}{probabilities_atol}; max abs err "
+            f"{parity.max_abs_err:.3g} in '{worst}'"
         )
     overall = parity.label_agreement
     if overall is not None and overall < tolerance.label_agreement:

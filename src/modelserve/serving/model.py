@@ -121,6 +121,9 @@ class LoadedModel:
     predict: Predict | None = None
     """The runtime's predict on the declared shapes (``reshape`` applied): what the batcher
     and warm-up call."""
+    notices: tuple[str, ...] = ()
+    """What the operator should know while it serves (a fallback from ``accelerate: onnx`` or
+    from an execution provider): the repository index's reason for the READY version."""
     _inputs_by_name: dict[str, TensorSpec] = field(init=False)
     _outputs_by_name: dict[str, TensorSpec] = field(init=False)
 

@@ -35,10 +35,11 @@ from pathlib import Path
 
 from modelserve.config.model import ModelConfig, load_model_config, valid_model_name
 from modelserve.errors import InvalidArgument, ModelLoadError, NotFound, Unavailable
-from modelserve.runtimes.base import LoadContext, Runtime
+from modelserve.runtimes.base import CACHE_DIR, RESERVED_FILES, LoadContext, Runtime
 from modelserve.runtimes.registry import RuntimeRegistry, infer_runtime_name
 from modelserve.scheduling.cache import ResponseCache
 from modelserve.scheduling.process_pool import ProcessRuntime
+from modelserve.serving.acceleration import ACCELERATED_RUNTIMES, accelerate, onnx_loader, own_rows
 from modelserve.serving.model import LoadedModel, ModelKind, build_loaded_model
 from modelserve.serving.warmup import warm_up
 from modelserve.types import IndexEntry, ModelState
@@ -110,10 +111,14 @@ class LoadPlan:
 
 
 def _fingerprint(paths: list[Path]) -> str:
+    """What the server writes itself (the ``.modelserve`` cache, reports) is left out: writing
+    it must not look like a new version."""
     digest = hashlib.sha256()
     for path in paths:
         for item in sorted(path.rglob("*")) if path.is_dir() else [path]:
-            if "__pycache__" in item.parts:
+            if "__pycache__" in item.parts or CACHE_DIR in item.parts:
+                continue
+            if item.name in RESERVED_FILES:
                 continue
             if item.is_dir():
                 digest.update(f"{item}/\n".encode())  # an empty version folder counts too
@@ -131,16 +136,19 @@ class ModelRepository:
         executor: Executor,
         single_model: str | None = None,
         cache: ResponseCache | None = None,
+        accelerate: str = "none",
     ) -> None:
         """``single_model``: the root is not a repository but the folder of this one model
         (``--model-name``, KServe's ``/mnt/models``): its version folders, or, when it has none,
         its artifact directly in it, served as version 1. ``cache``: where versions with
-        ``response_cache`` keep their answers (none: such versions cache nothing)."""
+        ``response_cache`` keep their answers (none: such versions cache nothing).
+        ``accelerate``: the default of model.yaml's ``accelerate``."""
         self.root = root.absolute()  # so that relative() finds it in every path
         self.single_model = single_model
         self._registry = registry
         self._executor = executor
         self._cache = cache
+        self._accelerate = accelerate
         self._models: dict[str, ModelEntry] = {}
         self._kinds: dict[str, ModelKind] = {}
         forms = {str(self.root), str(self.root.resolve())}
@@ -298,10 +306,12 @@ class ModelRepository:
         runtime_name = config.runtime or infer_runtime_name(version_dir)
         runtime_cls = self._registry.resolve(runtime_name)
         started = time.perf_counter_ns()
+        notices: tuple[str, ...] = ()
         if config.execution == "process":
             runtime: Runtime = ProcessRuntime.start(ctx, runtime_name)
         else:
             runtime = runtime_cls.load(ctx)
+            runtime, notices = self._accelerated(ctx, runtime, runtime_name)
         try:
             loaded = build_loaded_model(ctx, runtime, runtime_name, self._executor)
             if config.warmup is not None:
@@ -309,9 +319,33 @@ class ModelRepository:
         except BaseException:
             runtime.unload()
             raise
+        loaded.notices = notices + runtime.notices()
         loaded.load_ns = time.perf_counter_ns() - started
         self._attach_cache(loaded)
         return loaded
+
+    def _accelerated(
+        self, ctx: LoadContext, native: Runtime, runtime_name: str
+    ) -> tuple[Runtime, tuple[str, ...]]:
+        """The runtime to serve with under ``accelerate: onnx`` (serving/acceleration.py), and
+        what the operator should know about it."""
+        asked = ctx.config.accelerate
+        if (asked or self._accelerate) != "onnx":
+            return native, ()
+        if runtime_name not in ACCELERATED_RUNTIMES:
+            if asked is None:
+                return native, ()  # the server's default covers the frameworks that convert
+            notice = f"accelerate: onnx applies to {', '.join(sorted(ACCELERATED_RUNTIMES))}"
+            log.warning("model %s: %s, not %s", ctx.model_name, notice, runtime_name)
+            return native, (f"{notice}, not {runtime_name}",)
+        outcome = accelerate(ctx, native, onnx_loader(self._registry, ctx), own_rows(ctx, native))
+        label = f"model {ctx.model_name} version {ctx.version}"
+        if outcome.notice:
+            log.warning("%s: %s", label, self.relative(outcome.notice))
+            return native, (self.relative(outcome.notice),)
+        log.info("%s: %s", label, outcome.summary)
+        native.unload()
+        return outcome.runtime, ()
 
     def _attach_cache(self, model: LoadedModel) -> None:
         wanted = model.config.response_cache
@@ -348,7 +382,7 @@ class ModelRepository:
                 retired.append(slot.held)
                 slot.held = None
             slot.model, slot.fingerprint = loaded, fingerprint
-            slot.state, slot.reason = ModelState.READY, ""
+            slot.state, slot.reason = ModelState.READY, "; ".join(loaded.notices)
             log.info("model %s version %s is READY (%s)", plan.name, version, loaded.platform)
         for version, reason in plan.failed.items():
             slot = entry.versions.setdefault(version, VersionSlot(version))
@@ -421,7 +455,7 @@ class ModelRepository:
         slot = entry.versions[version]
         if slot.held is not None:
             slot.model, slot.held = slot.held, None
-            slot.state, slot.reason = ModelState.READY, ""
+            slot.state, slot.reason = ModelState.READY, "; ".join(slot.model.notices)
             entry.refresh()
             log.info("model %s version %s is READY", name, version)
 

@@ -25,21 +25,27 @@ def _zeros(spec: TensorSpec) -> npt.NDArray[Any]:
     return np.zeros(shape, dtype=V2_TO_NUMPY[spec.datatype])
 
 
-def sample_inputs(model: LoadedModel, warmup: Warmup, model_dir: Path) -> Arrays:
-    if warmup.sample_file is None:
-        return {spec.name: _zeros(spec) for spec in model.inputs}
-    path = (model_dir / warmup.sample_file).resolve()
+def read_sample_file(model_dir: Path, sample_file: str, inputs: tuple[TensorSpec, ...]) -> Arrays:
+    """The arrays of a warmup ``sample_file`` (an .npz in the model folder, no pickle), one per
+    input."""
+    path = (model_dir / sample_file).resolve()
     if model_dir.resolve() not in path.parents or not path.is_file():
-        raise ModelLoadError(f"warmup sample_file '{warmup.sample_file}' not found in {model_dir}")
+        raise ModelLoadError(f"warmup sample_file '{sample_file}' not found in {model_dir}")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"warmup sample_file {path}: {exc}") from None
-    missing = [spec.name for spec in model.inputs if spec.name not in arrays]
+    missing = [spec.name for spec in inputs if spec.name not in arrays]
     if missing:
         raise ModelLoadError(f"warmup sample_file {path} lacks input(s) {missing}")
-    return {spec.name: arrays[spec.name] for spec in model.inputs}
+    return {spec.name: arrays[spec.name] for spec in inputs}
+
+
+def sample_inputs(model: LoadedModel, warmup: Warmup, model_dir: Path) -> Arrays:
+    if warmup.sample_file is None:
+        return {spec.name: _zeros(spec) for spec in model.inputs}
+    return read_sample_file(model_dir, warmup.sample_file, model.inputs)
 
 
 def warm_up(model: LoadedModel, warmup: Warmup, model_dir: Path) -> None:
