@@ -121,6 +121,10 @@ class DataPlane:
     def model_config(self, name: str, version: str = "") -> dict[str, Any]:
         return self._router.resolve(name, version).triton_config()
 
+    def validation_report(self, name: str, version: str = "") -> dict[str, Any]:
+        """The latest validation gate's report of a version (docs/validation.md)."""
+        return self._repository.validation_report(name, version).to_dict()
+
     def repository_index(self, ready_only: bool = False) -> list[IndexEntry]:
         return self._repository.index(ready_only)
 

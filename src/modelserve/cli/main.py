@@ -25,6 +25,7 @@ from modelserve.cli import (
     repo,
     serve,
     tools,
+    validate,
 )
 
 __all__ = ["CommandError", "build_parser", "main"]
@@ -41,6 +42,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     k8s,
     repo,
     tools,
+    validate,
 )
 
 

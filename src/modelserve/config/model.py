@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from modelserve.config.payload import PayloadLoggingConfig
+from modelserve.config.validation import Validation
 from modelserve.errors import ModelLoadError
 
 MODEL_CONFIG_FILE = "model.yaml"
@@ -382,6 +383,11 @@ class ModelConfig(BaseModel):
         "conversion when it passes the parity gate (docs/convert.md); none: never. Left out: "
         "the server's --accelerate.",
     )
+    validation: Validation | None = Field(
+        default=None,
+        description="Held-out data a version must do well enough on, while it loads, before it "
+        "takes traffic (docs/validation.md).",
+    )
 
     @model_validator(mode="after")
     def _pipeline_keys(self) -> ModelConfig:
@@ -400,6 +406,7 @@ class ModelConfig(BaseModel):
                 ("entrypoint", self.entrypoint is None),
                 ("trust", not self.trust),
                 ("warmup", self.warmup is None),
+                ("validation", self.validation is None),
                 ("dynamic_batching", self.dynamic_batching is None),
                 ("execution", self.execution == "auto"),
                 ("instances", self.instances == 1),

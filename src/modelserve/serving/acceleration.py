@@ -12,6 +12,7 @@ logged and shown in the repository index.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -39,6 +40,8 @@ from modelserve.runtimes.base import (
 )
 from modelserve.runtimes.registry import RuntimeRegistry
 from modelserve.serving.conversion import Conversion, ConversionReport, Converter
+from modelserve.serving.datasets import DataError, features_for, read_table
+from modelserve.serving.gates import find_data
 from modelserve.serving.warmup import read_sample_file
 
 log = logging.getLogger("modelserve.serving.acceleration")
@@ -103,15 +106,21 @@ def sample_rows(native: Runtime, own: list[Arrays]) -> Arrays:
 
 
 def own_rows(ctx: LoadContext, native: Runtime) -> list[Arrays]:
-    """The version's own rows: its warmup sample file (unreadable ones are left to the warmup
-    to report)."""
+    """The version's own rows: its warmup sample file and its validation data (one that
+    cannot be read is left out here: the warmup or the gate reports it)."""
+    inputs = native.signature().inputs
+    found: list[Arrays] = []
     warmup = ctx.config.warmup
-    if warmup is None or warmup.sample_file is None:
-        return []
-    try:
-        return [read_sample_file(ctx.model_dir, warmup.sample_file, native.signature().inputs)]
-    except ModelLoadError:
-        return []
+    if warmup is not None and warmup.sample_file is not None:
+        with contextlib.suppress(ModelLoadError):
+            found.append(read_sample_file(ctx.model_dir, warmup.sample_file, inputs))
+    validation = ctx.config.validation
+    if validation is not None:
+        with contextlib.suppress(DataError):
+            path = find_data(validation, ctx.version_dir, ctx.model_dir)
+            exclude = [validation.label] if validation.label else []
+            found.append(features_for(read_table(path), inputs, exclude))
+    return found
 
 
 def onnx_loader(registry: RuntimeRegistry, ctx: LoadContext) -> OnnxLoader:

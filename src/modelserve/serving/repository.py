@@ -17,6 +17,14 @@ With ``single_model`` (``--model-name``) the root is one model's folder instead,
 it at ``/mnt/models``: version folders as usual, or, when there are none, the artifact (and
 ``model.yaml``, ``model.py``) directly in the folder, served as version 1.
 
+A version whose model.yaml has a ``validation`` block runs the gate (serving/gates.py) in
+``build``, after its warm-up and before ``commit`` could swap it in: a failed gate unloads it and
+fails it like a load error (the serving version keeps serving), with the failed thresholds as the
+reason. Every gate's report is kept for ``GET /v2/models/{m}/versions/{v}/validation`` and written
+to ``<version>/validation_report.json``. The baseline of the change thresholds is chosen on the
+loop (``begin``: the version serving now, or ``compare_to: version:N`` when it is loaded) and run
+in the loader thread; a ``version:N`` that is not loaded is loaded for the gate and unloaded.
+
 A loaded version whose dependencies are not READY (a pipeline whose step model is not) is
 *held*: built, but UNAVAILABLE with the reason until the lifecycle puts it back (``hold`` /
 ``release``).
@@ -40,6 +48,8 @@ from modelserve.runtimes.registry import RuntimeRegistry, infer_runtime_name
 from modelserve.scheduling.cache import ResponseCache
 from modelserve.scheduling.process_pool import ProcessRuntime
 from modelserve.serving.acceleration import ACCELERATED_RUNTIMES, accelerate, onnx_loader, own_rows
+from modelserve.serving.gatekeeper import Baseline, run_version_gate, unload_quietly
+from modelserve.serving.gates import GateReport, latency_of, write_report
 from modelserve.serving.model import LoadedModel, ModelKind, build_loaded_model
 from modelserve.serving.warmup import warm_up
 from modelserve.types import IndexEntry, ModelState
@@ -71,6 +81,8 @@ class VersionSlot:
     fingerprint: str = ""
     held: LoadedModel | None = None
     """A loaded version kept out of service because a dependency is not READY."""
+    validation: GateReport | None = None
+    """The report of this version's latest validation gate (passed or not)."""
 
 
 @dataclass(slots=True)
@@ -108,6 +120,11 @@ class LoadPlan:
     failed: dict[str, str] = field(default_factory=dict)
     error: str = ""
     default_version: str | None = None
+    baselines: dict[str, Baseline] = field(default_factory=dict)
+    """Per version to load with a validation gate, what its change thresholds compare with
+    (chosen on the loop by ``begin``)."""
+    reports: dict[str, GateReport] = field(default_factory=dict)
+    """The validation gates' reports, passed or failed (``build``)."""
 
 
 def _fingerprint(paths: list[Path]) -> str:
@@ -265,6 +282,34 @@ class ModelRepository:
                 entry.versions[version] = VersionSlot(version)
             elif not built:
                 slot.state, slot.reason = ModelState.LOADING, ""
+            baseline = self._baseline(entry, version, plan.config)
+            if baseline is not None:
+                plan.baselines[version] = baseline
+
+    @staticmethod
+    def _baseline(entry: ModelEntry, version: str, config: ModelConfig | None) -> Baseline | None:
+        """On the loop: what the gate of ``version`` compares with. ``serving``: the version
+        answering requests that name none (this very version when its files changed);
+        ``version:N``: N, loaded or not. None: nothing to compare with."""
+        validation = config.validation if config is not None else None
+        if validation is None or not any(t.compares for t in validation.metrics.values()):
+            return None
+        wanted = validation.baseline_version
+        if wanted is None:
+            own = entry.versions.get(version)
+            if own is not None and own.model is not None:
+                return Baseline(version, own.model, latency_of(own.validation))
+            serving = entry.default_version if entry.default_version in entry.ready else None
+            serving = serving or (entry.ready[-1] if entry.ready else None)
+            if serving is None:
+                return None
+            current = entry.versions[serving]
+            return Baseline(serving, current.model, latency_of(current.validation))
+        named = entry.versions.get(wanted)
+        model = (named.model or named.held) if named is not None else None
+        if named is None or model is None:
+            return Baseline(wanted, None)
+        return Baseline(wanted, model, latency_of(named.validation))
 
     def build(self, plan: LoadPlan) -> LoadPlan:
         """Load (and warm up) the versions ``begin`` chose, into the plan. Blocking; touches no
@@ -277,6 +322,7 @@ class ModelRepository:
                 loaded = self._load_version(
                     plan.name, model_dir, plan.config, version, plan.folders[version]
                 )
+                self._validate(plan, version, loaded)
             except ModelLoadError as exc:
                 plan.failed[version] = self.relative(str(exc))
                 log.error(
@@ -291,6 +337,41 @@ class ModelRepository:
             else:
                 plan.loaded[version] = (loaded, plan.fingerprints[version])
         return plan
+
+    def _validate(self, plan: LoadPlan, version: str, loaded: LoadedModel) -> None:
+        """Run the version's validation gate (none without a ``validation`` block); a failed
+        gate unloads it and raises ModelLoadError with the failed thresholds."""
+        config = plan.config
+        if config is None or config.validation is None:
+            return
+        model_dir = self.model_dir(plan.name)
+        try:
+            report = run_version_gate(
+                plan.name,
+                config,
+                loaded,
+                plan.folders[version],
+                model_dir,
+                plan.baselines.get(version),
+                self.load_version,
+                self.relative,
+            )
+        except BaseException:
+            unload_quietly(loaded)
+            raise
+        plan.reports[version] = report
+        write_report(report, plan.folders[version])
+        if report.passed:
+            log.info("model %s version %s passed its validation gate", plan.name, version)
+            return
+        unload_quietly(loaded)
+        raise ModelLoadError(self.relative(report.reason))
+
+    def load_version(
+        self, name: str, model_dir: Path, config: ModelConfig, version: str, version_dir: Path
+    ) -> LoadedModel:
+        """Load and warm up one version as the server does (``modelserve validate`` too)."""
+        return self._load_version(name, model_dir, config, version, version_dir)
 
     def _load_version(
         self, name: str, model_dir: Path, config: ModelConfig, version: str, version_dir: Path
@@ -382,10 +463,12 @@ class ModelRepository:
                 retired.append(slot.held)
                 slot.held = None
             slot.model, slot.fingerprint = loaded, fingerprint
+            slot.validation = plan.reports.get(version)
             slot.state, slot.reason = ModelState.READY, "; ".join(loaded.notices)
             log.info("model %s version %s is READY (%s)", plan.name, version, loaded.platform)
         for version, reason in plan.failed.items():
             slot = entry.versions.setdefault(version, VersionSlot(version))
+            slot.validation = plan.reports.get(version, slot.validation)
             if slot.model is not None:
                 slot.reason = f"the new files failed to load, still serving the old ones: {reason}"
             else:
@@ -490,6 +573,22 @@ class ModelRepository:
         if entry is None:
             raise NotFound(unknown_model(name))
         return entry
+
+    def validation_report(self, name: str, version: str = "") -> GateReport:
+        """The latest validation gate's report of a version (the serving one when ``version``
+        is empty); NotFound when it has none."""
+        entry = self._entry(name)
+        if not version:
+            version = self.serving(name).version
+        slot = entry.versions.get(version)
+        if slot is None:
+            raise NotFound(f"model '{name}' has no version '{version}'")
+        if slot.validation is None:
+            raise NotFound(
+                f"model '{name}' version {version} has no validation report (its model.yaml "
+                "has no 'validation' block)"
+            )
+        return slot.validation
 
     def ready_versions(self, name: str) -> list[str]:
         return list(self._entry(name).ready)

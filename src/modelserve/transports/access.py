@@ -18,7 +18,7 @@ PUBLIC_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/openapi.json"
 
 _SERVER_READS = frozenset({"/v2/repository/index", "/v2/models/stats", "/metrics"})
 
-_MODEL_READS = frozenset({"", "ready", "config", "stats"})
+_MODEL_READS = frozenset({"", "ready", "config", "stats", "validation"})
 
 
 def rest_action(path: str) -> tuple[Action, str]:

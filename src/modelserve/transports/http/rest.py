@@ -239,6 +239,9 @@ class RestApp:
         if action == "stats":
             _allow(method, "GET")
             return json_reply(statistics_document(self._dp.model_statistics(name, version)))
+        if action == "validation":
+            _allow(method, "GET")
+            return json_reply(self._dp.validation_report(name, version))
         raise NotFound(f"no route for {request.path}")
 
     async def _infer(self, request: HttpRequest, name: str, version: str) -> Reply:
