@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 __all__ = [
     "EXTRAS",
+    "CloudEventsSinkConfig",
     "FileSinkConfig",
     "PayloadLoggingConfig",
     "SinkConfig",
@@ -116,7 +117,57 @@ class FileSinkConfig(_Sink):
     )
 
 
-SinkConfig = Annotated[FileSinkConfig, Field(discriminator="type")]
+HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~\-]+$")
+
+
+class CloudEventsSinkConfig(_Sink):
+    type: Literal["cloudevents"]
+    url: str = Field(
+        pattern=r"^https?://[^\s]+$",
+        description="The receiver: events are POSTed to this http(s) URL.",
+    )
+    content_mode: Literal["binary", "structured", "batch"] = Field(
+        default="binary",
+        description="binary: one POST per event, attributes as ce-* headers, the V2 JSON "
+        "document as the body (KServe's logger format); structured: one POST per event, "
+        "application/cloudevents+json; batch: one POST per batch, "
+        "application/cloudevents-batch+json.",
+    )
+    source: str | None = Field(
+        default=None,
+        min_length=1,
+        description="ce-source (default: http://<host>/v2/models/<model>).",
+    )
+    namespace: str | None = Field(
+        default=None, description="The 'namespace' extension (KServe's namespace), if any."
+    )
+    component: str = Field(default="predictor", description="The 'component' extension.")
+    endpoint: str | None = Field(
+        default=None,
+        description="The 'endpoint' extension (default: the experiment arm that served the "
+        "request, else 'default').",
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra HTTP headers sent with every POST (e.g. Authorization).",
+    )
+    max_connections: int = Field(
+        default=16,
+        ge=1,
+        le=1024,
+        description="Connections of the sink's one pooled HTTP client (POSTs in flight).",
+    )
+
+    @field_validator("headers")
+    @classmethod
+    def _header_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not HEADER_NAME.match(name):
+                raise ValueError(f"'{name}' is not a header name")
+        return value
+
+
+SinkConfig = Annotated[FileSinkConfig | CloudEventsSinkConfig, Field(discriminator="type")]
 
 
 class PayloadLoggingConfig(BaseModel):

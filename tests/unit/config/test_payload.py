@@ -51,6 +51,12 @@ def test_the_documented_example_parses(tmp_path: Path) -> None:
         ("logging: {sinks: [{type: file}]}\n", "logging.sinks.0.file.path"),
         ("logging: {sinks: [{type: file, path: x, max_queue_events: 0}]}\n", "max_queue_events"),
         ("logging: {sinks: [{type: file, path: x, colour: red}]}\n", "colour"),
+        ("logging: {sinks: [{type: cloudevents, url: 'ftp://x/'}]}\n", "cloudevents.url"),
+        ("logging: {sinks: [{type: cloudevents, url: 'http://x/', content_mode: b}]}\n", "mode"),
+        (
+            "logging: {sinks: [{type: cloudevents, url: 'http://x/', headers: {'a b': c}}]}\n",
+            "'a b'",
+        ),
     ],
 )
 def test_mistakes_name_the_key(tmp_path: Path, text: str, fragment: str) -> None:

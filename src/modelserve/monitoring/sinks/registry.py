@@ -7,6 +7,7 @@ import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from modelserve.config.payload import SinkConfig
 from modelserve.monitoring.sinks.delivery import Sender
@@ -15,6 +16,7 @@ __all__ = ["SINK_TYPES", "SinkContext", "make_sender", "sink_key", "sink_name"]
 
 SINK_TYPES: dict[str, str] = {
     "file": "modelserve.monitoring.sinks.file:FileSink",
+    "cloudevents": "modelserve.monitoring.sinks.cloudevents:CloudEventsSink",
 }
 
 
@@ -51,9 +53,24 @@ def sink_name(config: SinkConfig) -> str:
     the target, without credentials."""
     if config.name:
         return config.name
-    return f"file:{config.path}"
+    if config.type == "file":
+        return f"file:{config.path}"
+    return f"cloudevents:{_safe_url(config.url)}"
 
 
 def sink_key(config: SinkConfig, context: SinkContext) -> tuple[str, ...]:
     """Two sinks with the same key are one sink (one writer per file, one client per target)."""
-    return ("file", str(context.file_path(config.path).resolve()))
+    if config.type == "file":
+        return ("file", str(context.file_path(config.path).resolve()))
+    return ("cloudevents", config.url)
+
+
+def _safe_url(url: str) -> str:
+    """``url`` without its scheme, credentials, query and fragment (for names and logs)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return f"{host}{parts.path}"
