@@ -24,12 +24,17 @@ __all__ = [
     "EXTRAS",
     "CloudEventsSinkConfig",
     "FileSinkConfig",
+    "KafkaSinkConfig",
     "PayloadLoggingConfig",
+    "RedisSinkConfig",
     "SinkConfig",
     "extra_missing",
 ]
 
-EXTRAS: dict[str, tuple[str, str]] = {}
+EXTRAS: dict[str, tuple[str, str]] = {
+    "kafka": ("aiokafka", "kafka"),
+    "redis": ("redis", "redis"),
+}
 """Sink type -> (the client module it needs, the modelserve extra that installs it)."""
 
 REDACT_PATTERN = re.compile(r"^(inputs|outputs|parameters|headers)\.[^\s]+$")
@@ -167,7 +172,54 @@ class CloudEventsSinkConfig(_Sink):
         return value
 
 
-SinkConfig = Annotated[FileSinkConfig | CloudEventsSinkConfig, Field(discriminator="type")]
+class KafkaSinkConfig(_Sink):
+    type: Literal["kafka"]
+    bootstrap_servers: str = Field(
+        min_length=1, description="host:port[,host:port...] of the Kafka brokers."
+    )
+    topic: str = Field(
+        pattern=r"^[A-Za-z0-9._\-]{1,249}$", description="The topic events are produced to."
+    )
+    acks: Literal["all", "1", "0"] = Field(
+        default="all", description="Acknowledgements the producer waits for."
+    )
+    compression: Literal["none", "gzip", "lz4", "zstd", "snappy"] = Field(
+        default="none", description="Compression of the produced batches."
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="How the producer connects to the brokers."
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        default=None, description="SASL mechanism, with sasl_username and sasl_password."
+    )
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+
+
+class RedisSinkConfig(_Sink):
+    type: Literal["redis"]
+    url: str = Field(
+        pattern=r"^(redis|rediss|unix)://[^\s]*$",
+        description="redis://[user:password@]host:port/db (rediss:// for TLS).",
+    )
+    stream: str = Field(
+        min_length=1, max_length=1000, description="The stream events are added to."
+    )
+    maxlen: int | None = Field(
+        default=100_000,
+        ge=1,
+        description="Trim the stream to about this many entries (XADD MAXLEN ~); null = never.",
+    )
+    exact_maxlen: bool = Field(
+        default=False,
+        description="Trim to exactly maxlen (MAXLEN =), at a higher cost for Redis.",
+    )
+
+
+SinkConfig = Annotated[
+    FileSinkConfig | CloudEventsSinkConfig | KafkaSinkConfig | RedisSinkConfig,
+    Field(discriminator="type"),
+]
 
 
 class PayloadLoggingConfig(BaseModel):

@@ -57,6 +57,10 @@ def test_the_documented_example_parses(tmp_path: Path) -> None:
             "logging: {sinks: [{type: cloudevents, url: 'http://x/', headers: {'a b': c}}]}\n",
             "'a b'",
         ),
+        ("logging: {sinks: [{type: kafka, bootstrap_servers: 'k:9092'}]}\n", "kafka.topic"),
+        ("logging: {sinks: [{type: kafka, bootstrap_servers: k, topic: 'a b'}]}\n", "topic"),
+        ("logging: {sinks: [{type: redis, url: 'http://r', stream: s}]}\n", "redis.url"),
+        ("logging: {sinks: [{type: redis, url: 'redis://r', stream: s, maxlen: 0}]}\n", "maxlen"),
     ],
 )
 def test_mistakes_name_the_key(tmp_path: Path, text: str, fragment: str) -> None:
@@ -85,3 +89,19 @@ def test_a_bad_server_default_names_its_source(tmp_path: Path) -> None:
         build_settings({"model_repository": tmp_path, "payload_logging": "{mode: x}"}, env={})
     with pytest.raises(SettingsError, match="MODELSERVE_PAYLOAD_LOGGING"):
         build_settings({"model_repository": tmp_path}, env={"MODELSERVE_PAYLOAD_LOGGING": "[1"})
+
+
+def test_every_sink_type_of_the_issue_parses(tmp_path: Path) -> None:
+    logging = _config(
+        tmp_path,
+        "logging:\n"
+        "  sinks:\n"
+        "    - {type: cloudevents, url: 'http://collector:8080/'}\n"
+        "    - {type: kafka, bootstrap_servers: 'kafka:9092', topic: modelserve.iris}\n"
+        "    - {type: redis, url: 'redis://127.0.0.1:6379/0', stream: 'modelserve:iris',"
+        " maxlen: 100000}\n",
+    )
+    ce, kafka, redis = logging.sinks  # type: ignore[attr-defined]
+    assert (ce.content_mode, ce.component, ce.max_connections) == ("binary", "predictor", 16)
+    assert (kafka.topic, kafka.acks) == ("modelserve.iris", "all")
+    assert (redis.stream, redis.maxlen, redis.exact_maxlen) == ("modelserve:iris", 100000, False)

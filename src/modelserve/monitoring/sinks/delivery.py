@@ -85,8 +85,11 @@ class Sender(Protocol):
 
 
 def describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    """``Type: message`` (once: some libraries' messages already start with their type)."""
+    text, kind = str(exc), type(exc).__name__
+    if not text:
+        return kind
+    return text if text.startswith(kind) else f"{kind}: {text}"
 
 
 class SinkWorker:

@@ -17,6 +17,8 @@ __all__ = ["SINK_TYPES", "SinkContext", "make_sender", "sink_key", "sink_name"]
 SINK_TYPES: dict[str, str] = {
     "file": "modelserve.monitoring.sinks.file:FileSink",
     "cloudevents": "modelserve.monitoring.sinks.cloudevents:CloudEventsSink",
+    "kafka": "modelserve.monitoring.sinks.kafka:KafkaSink",
+    "redis": "modelserve.monitoring.sinks.redis:RedisSink",
 }
 
 
@@ -55,14 +57,22 @@ def sink_name(config: SinkConfig) -> str:
         return config.name
     if config.type == "file":
         return f"file:{config.path}"
-    return f"cloudevents:{_safe_url(config.url)}"
+    if config.type == "cloudevents":
+        return f"cloudevents:{_safe_url(config.url)}"
+    if config.type == "kafka":
+        return f"kafka:{config.bootstrap_servers}/{config.topic}"
+    return f"redis:{_safe_url(config.url)}/{config.stream}"
 
 
 def sink_key(config: SinkConfig, context: SinkContext) -> tuple[str, ...]:
     """Two sinks with the same key are one sink (one writer per file, one client per target)."""
     if config.type == "file":
         return ("file", str(context.file_path(config.path).resolve()))
-    return ("cloudevents", config.url)
+    if config.type == "cloudevents":
+        return ("cloudevents", config.url)
+    if config.type == "kafka":
+        return ("kafka", config.bootstrap_servers, config.topic)
+    return ("redis", config.url, config.stream)
 
 
 def _safe_url(url: str) -> str:
