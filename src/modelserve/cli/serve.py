@@ -109,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
         return Supervisor(sys.argv[1:] if args.argv is None else args.argv, settings).run()
     from modelserve.cli.main import CommandError
     from modelserve.serving.remote import RemoteRepositoryError
+    from modelserve.transports.streams.service import StreamSourceError
 
     try:
         import uvloop
@@ -118,8 +119,8 @@ def run(args: argparse.Namespace) -> int:
         run_loop = uvloop.run
     try:
         finished = run_loop(_serve(settings))
-    except RemoteRepositoryError as exc:  # the first sync of a repository on object storage
-        raise CommandError(str(exc)) from None
+    except (RemoteRepositoryError, StreamSourceError) as exc:  # e.g. the first sync of a
+        raise CommandError(str(exc)) from None  # repository on object storage
     if not finished:  # a predict that never returns would hold the process at exit
         logs.close()
         os._exit(1)

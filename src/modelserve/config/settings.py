@@ -20,7 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic.fields import FieldInfo
 
 from modelserve.config.model import valid_model_name
-from modelserve.config.payload import PayloadLoggingConfig, parse_inline
+from modelserve.config.payload import PayloadLoggingConfig, extra_missing, parse_inline
+from modelserve.config.streams import parse_stream_source
 
 __all__ = [
     "ENV_PREFIX",
@@ -341,6 +342,26 @@ class Settings(BaseModel):
         "against (default: the working directory).",
         group="events",
     )
+
+    stream_source: tuple[str, ...] = option(
+        (),
+        "Serve V2 inference requests read from a stream, answers to <stream>.responses and "
+        "errors to <stream>.errors: redis://host:port/db/<stream>?model=<name> or "
+        "kafka://host:port/<topic>?model=<name> (repeatable; ?model= may be left out when the "
+        "server has one model).",
+        group="events",
+        metavar="URL",
+    )
+
+    @field_validator("stream_source")
+    @classmethod
+    def _stream_sources(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for url in value:
+            kind = parse_stream_source(url).kind
+            missing = extra_missing(kind)
+            if missing is not None:
+                raise ValueError(f"'{url}': {missing.replace('type', 'a stream source of type')}")
+        return value
 
     @field_validator("payload_logging", mode="before")
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 
 from modelserve.config.settings import Settings
@@ -14,6 +15,7 @@ from modelserve.server.core import ServingCore
 from modelserve.transports.grpc.service import GrpcTransport
 from modelserve.transports.http.rest import RestApp
 from modelserve.transports.http.server import HttpLimits, HttpServer
+from modelserve.transports.streams.service import StreamSources
 
 log = logging.getLogger("modelserve.server")
 
@@ -84,6 +86,14 @@ class Server:
             ssl_context=server_ssl_context(settings),
         )
         observability.connections.follow(lambda: self.http.open_connections)
+        consumer = f"modelserve-{socket.gethostname()}"
+        self.streams = StreamSources(
+            settings.stream_source,
+            self.dataplane,
+            observability,
+            f"{consumer}.{os.getpid()}" if settings.reuse_port else consumer,
+            settings.max_tensor_elements,
+        )
         self._http_socket: socket.socket | None = None
 
     @property
@@ -113,6 +123,9 @@ class Server:
         if self.settings.reuse_port:
             await self._listen()
         await self.grpc.refresh_health()
+        if self.settings.stream_source:
+            loaded = sorted({model.name for model in self.repository.loaded_models()})
+            await self.streams.start(loaded)
         log.info("server ready with %d model(s)", len(list(self.repository.names())))
 
     async def _listen(self) -> None:
@@ -138,6 +151,8 @@ class Server:
         await self.grpc.refresh_health()
         if self.settings.drain_delay_s > 0:
             await asyncio.sleep(self.settings.drain_delay_s)
+        # the stream sources answer what they took while the dataplane still serves
+        await self.streams.stop(self.settings.shutdown_timeout_s)
         await self.core.drain()
         await self.grpc.stop(GRPC_GRACE_S)
         await self.http.shutdown(timeout_s=5.0)
