@@ -436,6 +436,10 @@ class DataPlane:
             keys = sorted({(m.name, m.version) for m in models}, key=lambda k: (k[0], int(k[1])))
         return [self._observability.stats.snapshot(n, v) for n, v in keys]
 
+    def loaded_models(self) -> list[LoadedModel]:
+        """Every built model version (the dashboard shows their runtimes)."""
+        return self._repository.loaded_models()
+
     def _model_samples(self) -> list[ModelSample]:
         """Every version the repository knows, with its batcher's state when it is loaded."""
         loaded = {(m.name, m.version): m for m in self._repository.loaded_models()}

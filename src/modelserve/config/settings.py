@@ -315,6 +315,12 @@ class Settings(BaseModel):
         ge=0,
         le=65535,
     )
+    ui: bool = option(
+        False,
+        "Serve the dashboard at /ui and its JSON at /ui/api (docs/dashboard.md); behind the admin "
+        "tokens when --auth-file is set.",
+        group="observability",
+    )
     metrics_dir: Path | None = option(
         None,
         "Prometheus multiprocess directory where worker processes' metrics meet (default with "

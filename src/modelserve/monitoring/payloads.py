@@ -16,13 +16,14 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from modelserve.config.payload import PayloadLoggingConfig, SinkConfig
 from modelserve.monitoring.events import EventBus
 from modelserve.monitoring.records import LogPolicy
 from modelserve.monitoring.sinks.deadletter import DeadLetter, dead_letter_path
 from modelserve.monitoring.sinks.delivery import SinkWorker
-from modelserve.monitoring.sinks.metrics import PayloadMetrics
+from modelserve.monitoring.sinks.metrics import DROPPED, FAILED, SENT, PayloadMetrics
 from modelserve.monitoring.sinks.registry import SinkContext, make_sender, sink_key, sink_name
 
 __all__ = ["RETIRE_TIMEOUT_S", "PayloadLogging"]
@@ -142,6 +143,30 @@ class PayloadLogging:
         task.add_done_callback(self._retiring.discard)
         task.add_done_callback(lambda _: self._metrics.forget(worker.name))
         log.info("payload sink %s stopping: no model uses it any more", worker.name)
+
+    def report(self) -> list[dict[str, Any]]:
+        """Per sink: its name, events waiting (queued and in delivery) and the events sent,
+        dropped and failed so far by this process (the dashboard)."""
+        self.refresh()
+        totals: dict[tuple[str, str], float] = {}
+        for metric in self._metrics.events.collect():
+            for sample in metric.samples:
+                if sample.name.endswith("_total"):
+                    key = (sample.labels["sink"], sample.labels["outcome"])
+                    totals[key] = totals.get(key, 0.0) + sample.value
+        rows = []
+        for worker in self._sinks.values():
+            rows.append(
+                {
+                    "sink": worker.name,
+                    "queue": worker.subscription.depth + worker.in_delivery,
+                    **{
+                        outcome: int(totals.get((worker.name, outcome), 0))
+                        for outcome in (SENT, DROPPED, FAILED)
+                    },
+                }
+            )
+        return rows
 
     def refresh(self) -> None:
         """Drop counters and queue gauges into the metrics (before each scrape)."""

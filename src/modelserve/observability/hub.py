@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
+import orjson
 from prometheus_client import CollectorRegistry
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
@@ -35,9 +36,13 @@ from modelserve.observability.context import CURRENT, HeaderSource, RequestConte
 from modelserve.observability.exposition import render
 from modelserve.observability.metrics import OUTCOMES, SUCCESS, InferenceMetrics, ModelSample
 from modelserve.observability.stats import StatsBook
+from modelserve.observability.timeseries import TimeSeries, write_shared
 from modelserve.observability.tracing import Tracing
 
-__all__ = ["BatchTiming", "Observability"]
+__all__ = ["SHARE_EVERY_S", "BatchTiming", "Observability"]
+
+SHARE_EVERY_S = 2
+"""With several workers, how often each writes its time series to the metrics directory."""
 
 
 class BatchTiming(Protocol):
@@ -62,11 +67,13 @@ class Observability:
         access_log: bool = False,
         multiprocess_dir: str | None = None,
         process_metrics: bool = True,
+        timeseries: bool = False,
     ) -> None:
         """``registry``: where the metrics live (a fresh one when None). ``multiprocess_dir``:
         prometheus_client's multiprocess directory when several processes serve. The process
         collectors (CPU, memory, file descriptors, GC) are added to the registry when
-        ``process_metrics``."""
+        ``process_metrics``. ``timeseries``: keep the dashboard's per-second ring buffer
+        (fed by each flush; ``tick_forever`` closes its seconds)."""
         self.registry = registry if registry is not None else CollectorRegistry()
         self.stats = StatsBook()
         self.metrics = InferenceMetrics(self.registry)
@@ -79,6 +86,10 @@ class Observability:
         self.multiprocess_dir = multiprocess_dir
         self._models: Callable[[], Iterable[ModelSample]] = tuple
         self._refreshers: list[Callable[[], None]] = []
+        self.timeseries: TimeSeries | None = None
+        if timeseries:
+            self.timeseries = TimeSeries()
+            self.metrics.taps.append(self.timeseries.tap)
         if process_metrics:
             ProcessCollector(registry=self.registry)
             PlatformCollector(registry=self.registry)
@@ -232,6 +243,24 @@ class Observability:
         """Refresh on the loop, render in a thread: (body, content type)."""
         self.refresh()
         return await asyncio.to_thread(render, self.registry, self.multiprocess_dir, accept)
+
+    def models(self) -> list[ModelSample]:
+        """Every model version as the gauges see it now (state, queue depth...)."""
+        return list(self._models())
+
+    async def tick_forever(self) -> None:
+        """Close a second of the time series at each second's turn, until cancelled."""
+        series = self.timeseries
+        if series is None:
+            return
+        shared = self.multiprocess_dir
+        while True:
+            await asyncio.sleep(1.0 - time.time() % 1.0 + 0.001)
+            self.metrics.flush()
+            series.tick()
+            if shared is not None and int(time.time()) % SHARE_EVERY_S == 0:
+                document = orjson.dumps(series.export())
+                await asyncio.to_thread(write_shared, shared, document)
 
     async def sample_forever(self, interval_s: float) -> None:
         """With several processes, each must keep its gauges fresh on its own, since a scrape

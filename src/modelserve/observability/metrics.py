@@ -15,7 +15,7 @@ values combine (``livesum`` for counts of things, ``livemax`` for states and dur
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -241,6 +241,9 @@ class InferenceMetrics:
             multiprocess_mode="livesum",
         )
         self._series: dict[tuple[str, str], Series] = {}
+        self.taps: list[Callable[[tuple[str, str], Series], None]] = []
+        """Called with each series right before ``flush`` moves its counts (the dashboard's
+        time series, observability/timeseries.py): they see every count exactly once."""
         self._shown: set[tuple[str, str]] = set()
         self._cached: set[tuple[str, str]] = set()
 
@@ -262,7 +265,10 @@ class InferenceMetrics:
         self.http_rejections.labels(str(status)).inc()
 
     def flush(self) -> None:
-        for series in self._series.values():
+        taps = self.taps
+        for key, series in self._series.items():
+            for tap in taps:
+                tap(key, series)
             series.flush()
 
     # ---- state, at scrape time ---------------------------------------------------------------

@@ -43,9 +43,11 @@ class ObservabilityService:
             access_log=settings.access_log,
             multiprocess_dir=multiprocess_dir,
             process_metrics=multiprocess_dir is None,
+            timeseries=settings.ui,
         )
         self._listener: MetricsListener | None = None
         self._sampler: asyncio.Task[None] | None = None
+        self._ticker: asyncio.Task[None] | None = None
 
     @property
     def metrics_port(self) -> int | None:
@@ -63,11 +65,18 @@ class ObservabilityService:
             self._sampler = asyncio.create_task(
                 self.observability.sample_forever(SAMPLE_INTERVAL_S)
             )
+        if self.observability.timeseries is not None:
+            self._ticker = asyncio.create_task(self.observability.tick_forever())
         if settings.otlp_endpoint:
             log.info("exporting traces to %s", settings.otlp_endpoint)
 
     async def stop(self) -> None:
         self.observability.refresh()  # the last figures reach the multiprocess files
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self._ticker = None
         if self._sampler is not None:
             self._sampler.cancel()
             with contextlib.suppress(asyncio.CancelledError):

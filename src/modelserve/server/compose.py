@@ -13,6 +13,8 @@ from modelserve.security.auth import Authenticator, exposure_warning
 from modelserve.security.tls import grpc_tls_material, server_ssl_context
 from modelserve.server.core import ServingCore
 from modelserve.transports.grpc.service import GrpcTransport
+from modelserve.transports.http.dashboard import Dashboard
+from modelserve.transports.http.dashboard_data import DashboardData
 from modelserve.transports.http.rest import RestApp
 from modelserve.transports.http.server import HttpLimits, HttpServer
 from modelserve.transports.streams.service import StreamSources
@@ -58,11 +60,18 @@ class Server:
             else None
         )
         observability = self.telemetry.observability
+        self.dashboard: Dashboard | None = None
+        if settings.ui:
+            data = DashboardData(
+                self.dataplane, observability, self.payloads, settings.model_control_mode
+            )
+            self.dashboard = Dashboard(data, self.dataplane, self.auth)
         self.rest_app = RestApp(
             self.dataplane,
             observability,
             auth=self.auth,
             max_tensor_elements=settings.max_tensor_elements,
+            dashboard=self.dashboard,
         )
         self.grpc = GrpcTransport(
             self.dataplane,

@@ -24,6 +24,7 @@ from modelserve.errors import InvalidArgument, MethodNotAllowed, NotFound, Serve
 from modelserve.observability import Observability, current_request_id
 from modelserve.security.auth import Authenticator
 from modelserve.transports.access import rest_action
+from modelserve.transports.http.dashboard import Dashboard, is_dashboard_path
 from modelserve.transports.http.messages import (
     OCTETS,
     HttpRequest,
@@ -66,8 +67,11 @@ class RestApp:
         *,
         auth: Authenticator | None = None,
         max_tensor_elements: int = DEFAULT_MAX_ELEMENTS,
+        dashboard: Dashboard | None = None,
     ) -> None:
+        """``dashboard``: the ``/ui`` routes (``--ui``), None when off."""
         self._dp = dataplane
+        self._dashboard = dashboard
         self._observability = observability
         self._auth = auth
         self._max_tensor_elements = max_tensor_elements
@@ -97,6 +101,8 @@ class RestApp:
         """Answer one request; never raises. With authentication on, every request is checked
         here, before routing (the route's action: transports/access.py)."""
         try:
+            if self._dashboard is not None and is_dashboard_path(request.path):
+                return await self._dashboard.handle(request)  # its own auth: Basic too
             if self._auth is not None:
                 action, model = rest_action(request.path)
                 self._auth.check(request.headers.get("authorization"), action, model)

@@ -1,0 +1,205 @@
+"""The dashboard's JSON documents (``GET /ui/api/summary``, ``GET /ui/api/models/{m}``), also
+what the server-rendered pages show (dashboard.py). docs/dashboard.md describes them for scripts.
+
+Traffic figures come from the time series (observability/timeseries.py). With ``--workers N``
+each worker keeps its own ring buffer and writes it every 2 s to the shared metrics directory
+(``timeseries.<pid>.json``, observability/hub.py); the worker that answers adds up every file
+written in the last ``SHARED_FRESH_S`` seconds, so requests, errors, latency quantiles and
+batch sizes cover all workers. Model states, queue depths, process figures and payload sinks are
+those of the worker that answers (every worker loads the same models).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from modelserve.dataplane import DataPlane
+from modelserve.errors import NotFound, ServerError
+from modelserve.monitoring.payloads import PayloadLogging
+from modelserve.observability import Observability
+from modelserve.observability.timeseries import SHARED_PREFIX, Point, imported
+
+__all__ = ["RECENT_S", "SHARED_FRESH_S", "DashboardData"]
+
+RECENT_S = 10
+"""The overview's rates and quantiles cover the last this many seconds."""
+SHARED_FRESH_S = 10.0
+"""A worker's shared file older than this is a worker that is gone."""
+
+
+def _series(points: list[Point], seconds: int) -> dict[str, list[Any]]:
+    """Columns for a chart: t, requests_per_s, errors_per_s, p50/p95/p99 (ms), batch_size."""
+    columns: dict[str, list[Any]] = {
+        "t": [],
+        "requests_per_s": [],
+        "errors_per_s": [],
+        "p50_ms": [],
+        "p95_ms": [],
+        "p99_ms": [],
+        "batch_size": [],
+    }
+    for point in points:
+        for key, value in point.figures(seconds).items():
+            columns[key].append(value)
+    return columns
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+class DashboardData:
+    def __init__(
+        self,
+        dataplane: DataPlane,
+        observability: Observability,
+        payloads: PayloadLogging | None = None,
+        control_mode: str = "none",
+    ) -> None:
+        self._dp = dataplane
+        self._obs = observability
+        self._payloads = payloads
+        self.control_mode = control_mode
+        self._started = time.time()
+        self._cpu_at = (time.monotonic(), time.process_time())
+        self._cpu_percent = 0.0
+
+    # ---- sources -----------------------------------------------------------------------------
+
+    def _windows(self) -> dict[tuple[str, str], dict[str, list[Point]]]:
+        """Every version's closed points, all workers' added up when they share a directory."""
+        series = self._obs.timeseries
+        if series is None:
+            return {}
+        shared = self._obs.multiprocess_dir
+        if shared is None:
+            return {
+                key: {"s": list(w.seconds), "m": [*w.minutes, w.minute]}
+                for key in series.versions()
+                if (w := series.window(*key)) is not None
+            }
+        documents = []
+        now = time.time()
+        for path in Path(shared).glob(f"{SHARED_PREFIX}*.json"):
+            try:
+                if now - path.stat().st_mtime > SHARED_FRESH_S:
+                    continue
+                documents.append(orjson.loads(path.read_bytes()))
+            except (OSError, orjson.JSONDecodeError):
+                continue  # a worker gone or writing: its next file counts
+        return imported(documents)
+
+    def _process(self) -> dict[str, Any]:
+        now, cpu = time.monotonic(), time.process_time()
+        then, cpu_then = self._cpu_at
+        if now - then >= 1.0:
+            self._cpu_percent = round(100 * (cpu - cpu_then) / (now - then), 1)
+            self._cpu_at = (now, cpu)
+        return {
+            "pid": os.getpid(),
+            "uptime_s": round(time.time() - self._started, 1),
+            "cpu_percent": self._cpu_percent,
+            "cpu_seconds": round(cpu, 2),
+            "rss_bytes": _rss_bytes(),
+            "load_average": list(os.getloadavg()),
+        }
+
+    # ---- documents ---------------------------------------------------------------------------
+
+    def summary(self) -> dict[str, Any]:
+        meta = self._dp.server_metadata()
+        windows = self._windows()
+        built = {(m.name, m.version): m for m in self._dp.loaded_models()}
+        samples = {(s.name, s.version): s for s in self._obs.models()}
+        reasons = {(r.name, r.version): r.reason for r in self._dp.repository_index()}
+        versions = []
+        for key in sorted(samples, key=lambda k: (k[0], _version_order(k[1]))):
+            sample = samples[key]
+            model = built.get(key)
+            recent = Point(0)
+            for point in windows.get(key, {}).get("s", [])[-RECENT_S:]:
+                recent.add(point)
+            figures = recent.figures(RECENT_S)
+            runtime = model.runtime_name if model is not None else None
+            versions.append(
+                {
+                    "model": key[0],
+                    "version": key[1],
+                    "state": sample.state,
+                    "reason": reasons.get(key, ""),
+                    "runtime": runtime,
+                    "platform": model.platform if model is not None else None,
+                    "format": None
+                    if runtime is None
+                    else "onnx"
+                    if runtime == "onnx"
+                    else "native",
+                    "validation": None,
+                    "requests_per_s": figures["requests_per_s"],
+                    "p50_ms": figures["p50_ms"],
+                    "p99_ms": figures["p99_ms"],
+                    "error_rate": round(recent.errors / recent.requests, 4)
+                    if recent.requests
+                    else 0.0,
+                    "queue_depth": sample.queue_depth,
+                    "batches_in_flight": sample.batches_in_flight,
+                }
+            )
+        return {
+            "server": {
+                "name": meta.name,
+                "version": meta.version,
+                "live": self._dp.live(),
+                "ready": self._dp.ready(),
+                "model_control_mode": self.control_mode,
+                "workers_shared": self._obs.multiprocess_dir is not None,
+                **self._process(),
+            },
+            "window_s": RECENT_S,
+            "models": versions,
+            "payload_sinks": self._payloads.report() if self._payloads is not None else [],
+        }
+
+    def model(self, name: str, resolution: str = "second") -> dict[str, Any]:
+        """One model: its versions' series (``second``: 15 min at 1 s; ``minute``: 24 h at
+        1 min) and its repository configuration. NotFound for a model the repository lacks."""
+        if resolution not in ("second", "minute"):
+            raise NotFound("resolution must be 'second' or 'minute'")
+        rows = [r for r in self._dp.repository_index() if r.name == name]
+        if not rows:
+            raise NotFound(f"unknown model '{name}'")
+        try:
+            config: dict[str, Any] | None = self._dp.model_config(name)
+        except ServerError:  # not loaded: no configuration to show
+            config = None
+        ring, seconds = ("s", 1) if resolution == "second" else ("m", 60)
+        windows = self._windows()
+        return {
+            "model": name,
+            "resolution": resolution,
+            "versions": [
+                {
+                    "version": row.version,
+                    "state": row.state.value,
+                    "reason": row.reason,
+                    "series": _series(windows.get((name, row.version), {}).get(ring, []), seconds),
+                }
+                for row in sorted(rows, key=lambda r: _version_order(r.version))
+            ],
+            "config": config,
+            "model_control_mode": self.control_mode,
+        }
+
+
+def _version_order(version: str) -> tuple[int, str]:
+    return (int(version), "") if version.isdigit() else (1 << 62, version)

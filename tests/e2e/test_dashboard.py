@@ -1,0 +1,194 @@
+"""The dashboard (``--ui``) in a real browser: Playwright driving Debian's headless Chromium
+(/usr/bin/chromium, tests/system/packages.txt; no browser download). The overview lists the
+example models, a model page's charts gain points while a load runs, its buttons unload and load
+the model, and with auth on the page needs an admin token. Each page's screenshot is written to
+docs/images/ (committed; shown in docs/dashboard.md)."""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import BrowserContext, Page, sync_playwright
+
+from modelserve.config.settings import TokenConfig
+from modelserve.security.auth import hash_token
+from tests.conftest import EXAMPLES, ROOT, RunningServer, Servers
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+IMAGES = ROOT / "docs" / "images"
+LOADED = ("iris_onnx", "iris_sklearn", "mlp_onnx", "python_add")
+ADMIN_TOKEN = "dashboard-admin-token-0123456789"
+READER_TOKEN = "dashboard-reader-token-0123456789"
+IRIS = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": [5, 3, 1, 0]}]}
+
+
+@pytest.fixture(scope="module")
+def ui_server(model_repo: Path, serve_module: Servers) -> RunningServer:
+    return serve_module(model_repo, ui=True, model_control_mode="explicit", load_models=LOADED)
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[BrowserContext]:
+    assert Path(CHROMIUM).exists(), "Debian's chromium is missing (tests/system/packages.txt)"
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 900},
+        )
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+def _shoot(page: Page, name: str) -> None:
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(IMAGES / name), full_page=True)
+
+
+def test_the_overview_lists_the_example_models(
+    ui_server: RunningServer, browser: BrowserContext
+) -> None:
+    page = browser.new_page()
+    response = page.goto(f"{ui_server.http}/ui")
+    assert response is not None and response.status == 200
+    rows = page.locator("#models tbody th[scope=row]")
+    names = set(rows.all_inner_texts())
+    examples = {p.name for p in EXAMPLES.iterdir() if (p / "model.yaml").exists()}
+    assert examples <= names
+    iris = page.locator("#models tbody tr", has=page.locator("a", has_text="iris_onnx")).first
+    assert "READY" in iris.inner_text() and "onnx" in iris.inner_text()
+    # the script refreshes the table from /ui/api/summary: the uptime moves
+    before = page.locator('#server dd[data-field="Uptime"]').inner_text()
+    page.wait_for_function(
+        "b => document.querySelector('#server dd[data-field=\"Uptime\"]').textContent !== b",
+        arg=before,
+        timeout=15_000,
+    )
+    _shoot(page, "dashboard-overview.png")
+
+
+def _load(url: str, stop: threading.Event) -> None:
+    with httpx.Client(base_url=url, timeout=10) as client:
+        while not stop.is_set():
+            assert client.post("/v2/models/iris_onnx/infer", json=IRIS).status_code == 200
+
+
+def test_a_model_page_charts_points_while_a_load_runs(
+    ui_server: RunningServer, browser: BrowserContext
+) -> None:
+    page = browser.new_page()
+    assert page.goto(f"{ui_server.http}/ui/models/iris_onnx") is not None
+    stop = threading.Event()
+    loader = threading.Thread(target=_load, args=(ui_server.http, stop), daemon=True)
+    loader.start()
+    try:
+        chart = page.locator("#chart-requests")
+        page.wait_for_function(
+            "() => +(document.getElementById('chart-requests').dataset.points || 0) > 0",
+            timeout=20_000,
+        )
+        first = int(chart.get_attribute("data-points") or 0)
+        page.wait_for_function(
+            f"() => +document.getElementById('chart-requests').dataset.points > {first + 1}",
+            timeout=20_000,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # the 1-second points count the load's requests
+            doc = httpx.get(f"{ui_server.http}/ui/api/models/iris_onnx").json()
+            rates = doc["versions"][0]["series"]["requests_per_s"]
+            if any(rate > 0 for rate in rates):
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("no second of the series counted the load")
+        assert page.locator("#chart-latency canvas").count() == 1
+        _shoot(page, "dashboard-model.png")
+    finally:
+        stop.set()
+        loader.join(timeout=15)
+
+
+def test_the_model_page_buttons_unload_and_load_from_the_keyboard(
+    ui_server: RunningServer, browser: BrowserContext
+) -> None:
+    page = browser.new_page()
+    page.goto(f"{ui_server.http}/ui/models/python_add")
+    unload = page.get_by_role("button", name="Unload python_add", exact=True)
+    unload.focus()
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/ui/models/python_add")
+    ready = httpx.get(f"{ui_server.http}/v2/models/python_add/ready")
+    assert ready.status_code == 503
+    assert "UNAVAILABLE" in page.locator("#versions").inner_text()
+    page.get_by_role("button", name="Load python_add", exact=True).click()
+    page.wait_for_url("**/ui/models/python_add")
+    assert httpx.get(f"{ui_server.http}/v2/models/python_add/ready").status_code == 200
+    # a form posted from another site is refused
+    refused = httpx.post(
+        f"{ui_server.http}/ui/models/python_add/unload", headers={"sec-fetch-site": "cross-site"}
+    )
+    assert refused.status_code == 403
+
+
+@pytest.fixture(scope="module")
+def auth_ui_server(model_repo: Path, serve_module: Servers) -> RunningServer:
+    tokens = (
+        TokenConfig(name="admin", token_sha256=hash_token(ADMIN_TOKEN), scopes=("admin",)),
+        TokenConfig(name="reader", token_sha256=hash_token(READER_TOKEN), scopes=("read",)),
+    )
+    return serve_module(
+        model_repo,
+        ui=True,
+        model_control_mode="explicit",
+        load_models=("iris_onnx",),
+        auth_tokens=tokens,
+    )
+
+
+def test_with_auth_the_page_needs_an_admin_token(
+    auth_ui_server: RunningServer, browser: BrowserContext
+) -> None:
+    base = auth_ui_server.http
+    # Chromium turns a Basic challenge it has no credentials for into a navigation error
+    # (ERR_INVALID_AUTH_CREDENTIALS): ask through the browser context's own requests
+    refused = browser.request.get(f"{base}/ui")
+    assert refused.status == 401
+    assert refused.headers["www-authenticate"].startswith("Basic")
+    assert browser.request.get(f"{base}/ui/api/summary").status == 401
+    bearer = {"authorization": f"Bearer {READER_TOKEN}"}
+    assert httpx.get(f"{base}/ui/api/summary", headers=bearer).status_code == 403
+    bearer = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+    assert httpx.get(f"{base}/ui/api/summary", headers=bearer).status_code == 200
+    # the token as Basic password, as a browser sends it once the user typed it in its prompt
+    basic = base64.b64encode(f"ops:{ADMIN_TOKEN}".encode()).decode()
+    browser.set_extra_http_headers({"authorization": f"Basic {basic}"})
+    page = browser.new_page()
+    response = page.goto(f"{base}/ui")
+    assert response is not None and response.status == 200
+    assert page.locator("#models a", has_text="iris_onnx").count() == 1
+    before = page.locator('#server dd[data-field="Uptime"]').inner_text()
+    page.wait_for_function(  # the page's own polling is let in too
+        "b => document.querySelector('#server dd[data-field=\"Uptime\"]').textContent !== b",
+        arg=before,
+        timeout=15_000,
+    )
