@@ -7,6 +7,10 @@ docs/images/ (committed; shown in docs/dashboard.md)."""
 from __future__ import annotations
 
 import base64
+import json
+import os
+import shutil
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +23,7 @@ from playwright.sync_api import BrowserContext, Page, sync_playwright
 from modelserve.config.settings import TokenConfig
 from modelserve.security.auth import hash_token
 from tests.conftest import EXAMPLES, ROOT, RunningServer, Servers
+from tests.harness import CliProcess
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -60,13 +65,20 @@ def browser(tmp_path: Path) -> Iterator[BrowserContext]:
             context.close()
 
 
-def _shoot(page: Page, name: str) -> None:
-    IMAGES.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(IMAGES / name), full_page=True)
+def _shoot(page: Page, name: str, tmp_path: Path) -> None:
+    """The page's screenshot: into docs/images/ when it is missing there or with
+    MODELSERVE_SCREENSHOTS=1 (then commit it), else beside the test's files, so that running
+    the suite leaves the worktree clean."""
+    target = IMAGES / name
+    if target.exists() and os.environ.get("MODELSERVE_SCREENSHOTS") != "1":
+        target = tmp_path / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(target), full_page=True)
+    assert target.stat().st_size > 10_000
 
 
 def test_the_overview_lists_the_example_models(
-    ui_server: RunningServer, browser: BrowserContext
+    ui_server: RunningServer, browser: BrowserContext, tmp_path: Path
 ) -> None:
     page = browser.new_page()
     response = page.goto(f"{ui_server.http}/ui")
@@ -84,7 +96,7 @@ def test_the_overview_lists_the_example_models(
         arg=before,
         timeout=15_000,
     )
-    _shoot(page, "dashboard-overview.png")
+    _shoot(page, "dashboard-overview.png", tmp_path)
 
 
 def _load(url: str, stop: threading.Event) -> None:
@@ -94,10 +106,16 @@ def _load(url: str, stop: threading.Event) -> None:
 
 
 def test_a_model_page_charts_points_while_a_load_runs(
-    ui_server: RunningServer, browser: BrowserContext
+    ui_server: RunningServer, browser: BrowserContext, tmp_path: Path
 ) -> None:
     page = browser.new_page()
+    loaded: dict[str, int] = {}
+    page.on("response", lambda r: loaded.setdefault(r.url, len(r.body())))
     assert page.goto(f"{ui_server.http}/ui/models/iris_onnx") is not None
+    page.wait_for_load_state("networkidle")
+    weight = sum(size for url, size in loaded.items() if "/api/" not in url)
+    assert weight < 200_000, loaded  # the page and everything it loads
+    assert all(url.startswith(ui_server.http) for url in loaded)  # nothing from elsewhere
     stop = threading.Event()
     loader = threading.Thread(target=_load, args=(ui_server.http, stop), daemon=True)
     loader.start()
@@ -122,7 +140,7 @@ def test_a_model_page_charts_points_while_a_load_runs(
         else:
             pytest.fail("no second of the series counted the load")
         assert page.locator("#chart-latency canvas").count() == 1
-        _shoot(page, "dashboard-model.png")
+        _shoot(page, "dashboard-model.png", tmp_path)
     finally:
         stop.set()
         loader.join(timeout=15)
@@ -192,3 +210,44 @@ def test_with_auth_the_page_needs_an_admin_token(
         arg=before,
         timeout=15_000,
     )
+
+
+def test_with_workers_the_figures_cover_every_worker(model_repo: Path, tmp_path: Path) -> None:
+    repo, shared = tmp_path / "models", tmp_path / "metrics"
+    shutil.copytree(model_repo / "iris_onnx", repo / "iris_onnx")
+    shared.mkdir()
+    args = ["serve", str(repo), "--http-port", "0", "--grpc-port", "0", "--workers", "2"]
+    with CliProcess([*args, "--ui", "--metrics-dir", str(shared)]) as cli:
+        cli.wait_for("server ready", timeout=90, count=2)
+        port = int(cli.wait_for(r"HTTP port (\d+)").group(1))
+        base = f"http://127.0.0.1:{port}"
+        sent = 0
+        deadline = time.monotonic() + 60
+        while len(_per_worker(shared)) < 2 or min(_per_worker(shared).values()) == 0:
+            assert time.monotonic() < deadline, "the kernel never gave both workers a request"
+            for _ in range(10):  # a new connection each time: the kernel spreads them
+                assert httpx.post(f"{base}/v2/models/iris_onnx/infer", json=IRIS).is_success
+                sent += 1
+            time.sleep(0.5)
+        while True:  # whichever worker answers adds every worker's seconds up
+            versions = httpx.get(f"{base}/ui/api/models/iris_onnx").json()["versions"]
+            counted = sum(versions[0]["series"]["requests_per_s"])
+            if counted == sent or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert counted == sent
+        assert sum(_per_worker(shared).values()) == sent
+        cli.signal(signal.SIGTERM)
+        assert cli.wait(60) == 0
+
+
+def _per_worker(shared: Path) -> dict[str, int]:
+    """Requests each worker's shared time series counted so far."""
+    counts = {}
+    for path in shared.glob("timeseries.*.json"):
+        try:
+            document = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        counts[path.name] = sum(raw[1] for rings in document.values() for raw in rings["s"])
+    return counts
