@@ -27,7 +27,7 @@ class Spec:
     model: str
     concurrency: int
     rows_per_request: int = 1
-    logging: str = "off"  # "off" | "file": payload logging of every request to a file sink
+    logging: str = "off"  # "off" | "file" (payload logging to a file) | "monitor" (monitoring)
 
     @property
     def key(self) -> str:

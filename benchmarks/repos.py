@@ -6,6 +6,8 @@
 - ``modelserve-batching``: the same with ``dynamic_batching: {max_queue_delay_us: 500}``;
 - ``modelserve-logging``: the same as ``modelserve`` with payload logging of every iris_onnx
   request to a file sink (``.bench/payloads/``, rotated at 100 MB, one old file kept);
+- ``modelserve-monitoring``: the same as ``modelserve`` with model monitoring of every iris_onnx
+  request (the SQLite store under ``.bench/state/``, drift against its training rows);
 - ``modelserve-sklearn``: iris_sklearn alone (start-up time and idle RSS against MLServer, which
   serves that model alone);
 - ``mlserver-off`` / ``mlserver-on``: MLServer's repository with the same fitted iris_sklearn
@@ -36,6 +38,8 @@ LOGGING_YAML = (
     "\nlogging:\n  sample_rate: 1.0\n  sinks:\n"
     f"    - {{type: file, path: {PAYLOAD_DIR / 'iris_onnx.jsonl'}, rotate_mb: 100, keep: 1}}\n"
 )
+STATE_DIR = BENCH_DIR / "state"
+MONITORING_YAML = "\nmonitoring:\n  reference: reference.csv\n  retention_days: 1\n"
 MLSERVER_MAX_BATCH_SIZE = 64
 MLSERVER_MAX_BATCH_TIME_S = 0.0005  # the same 500 µs as ours
 
@@ -45,6 +49,7 @@ class Repos:
     modelserve: Path
     batching: Path
     logging: Path
+    monitoring: Path
     sklearn_only: Path
     mlserver_off: Path
     mlserver_on: Path
@@ -87,6 +92,21 @@ def _mlserver_repo(skops_file: Path, target: Path, batching: bool) -> None:
     (model_dir / "model-settings.json").write_text(json.dumps(settings, indent=2))
 
 
+def _reference_csv(path: Path) -> None:
+    """iris_onnx's training rows (examples/build_examples.py's fixed seed) as a CSV file."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "examples", REPO / "examples" / "build_examples.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    x, y = module.classification_data()
+    lines = ["f0,f1,f2,f3,label", *(",".join(map(str, [*r, t])) for r, t in zip(x, y, strict=True))]
+    path.write_text("\n".join(lines) + "\n")
+
+
 def build_repos() -> Repos:
     root = BENCH_DIR / "repos"
     build = BENCH_DIR / "build"
@@ -105,6 +125,7 @@ def build_repos() -> Repos:
         modelserve=root / "modelserve",
         batching=root / "modelserve-batching",
         logging=root / "modelserve-logging",
+        monitoring=root / "modelserve-monitoring",
         sklearn_only=root / "modelserve-sklearn",
         mlserver_off=root / "mlserver-off",
         mlserver_on=root / "mlserver-on",
@@ -116,6 +137,11 @@ def build_repos() -> Repos:
         _copy_model(build, model, repos.batching, BATCHING_YAML)
         logging = LOGGING_YAML if model == "iris_onnx" else ""
         _copy_model(build, model, repos.logging, OFF_YAML + logging)
+        monitoring = MONITORING_YAML if model == "iris_onnx" else ""
+        _copy_model(build, model, repos.monitoring, OFF_YAML + monitoring)
+    _reference_csv(repos.monitoring / "iris_onnx" / "reference.csv")
+    if STATE_DIR.exists():
+        shutil.rmtree(STATE_DIR)
     for model in DETECTION:
         _copy_model(build, model, repos.modelserve)
     for model in PIPELINES:

@@ -94,6 +94,7 @@ SERVED = {
     (MS, "off", "file"): "iris_onnx, mlp_onnx, iris_sklearn; iris_onnx payload logging to a file",
     (TRT, "off", "off"): "iris_onnx, mlp_onnx, iris_sklearn",
     (TRT, "on", "off"): "iris_onnx, mlp_onnx, iris_sklearn; dynamic batching",
+    (MS, "off", "monitor"): "iris_onnx, mlp_onnx, iris_sklearn; iris_onnx monitored (SQLite store)",
     (MLS, "off", "off"): "iris_sklearn",
     (MLS, "on", "off"): "iris_sklearn; adaptive batching",
 }

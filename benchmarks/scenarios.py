@@ -11,7 +11,7 @@ import loadgen
 import servers
 import tools
 from report import MLS, MS, TRT, Row, Spec
-from repos import Repos
+from repos import STATE_DIR, Repos
 
 SKLEARN_OUTPUTS = ("predict", "predict_proba")  # MLServer: the same work as one modelserve call
 
@@ -44,9 +44,14 @@ def plan(concurrencies: tuple[int, ...]) -> list[Spec]:
     specs.append(Spec("images", MS, "off", "REST image", "wrk", "detector_pipeline", 8))
     # Payload logging of every request to a file (sample_rate 1.0), next to the rows above
     # without it: what logging costs on the hot path (docs/benchmarks.md#payload-logging).
-    for c in concurrencies:
-        specs.append(Spec("tiny", MS, "off", "REST JSON", "wrk", "iris_onnx", c, logging="file"))
-        specs.append(Spec("tiny", MS, "off", "gRPC", "h2load", "iris_onnx", c, logging="file"))
+    # Model monitoring of every request (the SQLite store, drift windows), likewise
+    # (docs/benchmarks.md#model-monitoring).
+    for logging in ("file", "monitor"):
+        for c in concurrencies:
+            specs.append(
+                Spec("tiny", MS, "off", "REST JSON", "wrk", "iris_onnx", c, logging=logging)
+            )
+            specs.append(Spec("tiny", MS, "off", "gRPC", "h2load", "iris_onnx", c, logging=logging))
     return specs
 
 
@@ -96,9 +101,13 @@ class Bench:
         try:
             if kind == MS:
                 repo = self.repos.batching if batching == "on" else self.repos.modelserve
+                extra: list[str] = []
                 if logging == "file":
                     repo = self.repos.logging
-                return servers.start_modelserve(repo, batching, self.logs, self.grpc_flag)
+                if logging == "monitor":
+                    repo = self.repos.monitoring
+                    extra = ["--state-dir", str(STATE_DIR)]
+                return servers.start_modelserve(repo, batching, self.logs, self.grpc_flag, extra)
             if kind == TRT:
                 pytriton = self.tool("pytriton", tools.ensure_pytriton)
                 if pytriton is None:

@@ -240,11 +240,17 @@ def modelserve_has_grpc() -> bool:
 
 
 def start_modelserve(
-    repo: Path, batching: str, logs: Path, grpc: bool, cpu: int = 0, timeout: float = 30.0
+    repo: Path,
+    batching: str,
+    logs: Path,
+    grpc: bool,
+    extra: list[str] | None = None,
+    cpu: int = 0,
+    timeout: float = 30.0,
 ) -> Server:
     http_port = free_port()
     grpc_port = free_port() if grpc else None
-    argv = [sys.executable, "-m", "modelserve", "serve", str(repo), "--host", HOST]
+    argv = [sys.executable, "-m", "modelserve", "serve", str(repo), "--host", HOST, *(extra or ())]
     argv += ["--http-port", str(http_port), "--log-level", "warning"]
     if grpc_port is not None:
         argv += ["--grpc-port", str(grpc_port)]

@@ -153,13 +153,16 @@ class DataPlane:
                 override.trust
                 or (override.runtime is not None and ":" in override.runtime)
                 or override.logging is not None
+                or override.monitoring is not None
             ):
                 # Whoever holds an API token must not turn on unpickling, import arbitrary
                 # modules or make the server write files and connect to hosts (payload
-                # logging): only the operator, in model.yaml on disk (docs/security.md).
+                # logging, monitoring's reference files and webhooks): only the operator, in
+                # model.yaml on disk (docs/security.md).
                 raise InvalidArgument(
-                    "a config given through the API may not set 'trust' or 'logging' or name "
-                    "a 'module:Class' runtime; put those in model.yaml on disk"
+                    "a config given through the API may not set 'trust', 'logging' or "
+                    "'monitoring' or name a 'module:Class' runtime; put those in model.yaml "
+                    "on disk"
                 )
         await self._lifecycle.load_on_request(name, override)
 

@@ -142,9 +142,18 @@ def test_request_id_is_sent_and_returned(client: Client) -> None:
     assert out.id == "order-1234"
 
 
-def test_monitoring_calls_on_a_server_without_them(client: Client) -> None:
-    with pytest.raises(UnsupportedError):
+def test_monitoring_calls_on_a_model_that_is_not_monitored(
+    client: Client, request: pytest.FixtureRequest
+) -> None:
+    """Over REST the server says the model is not monitored (409, docs/monitoring.md); over
+    gRPC the client says the call is REST-only."""
+    if request.node.callspec.params["client"] == "grpc":
+        with pytest.raises(UnsupportedError):
+            client.monitoring("iris_onnx")
+        return
+    with pytest.raises(ClientError, match="is not monitored") as caught:
         client.monitoring("iris_onnx")
+    assert caught.value.status == 409 and not isinstance(caught.value, UnsupportedError)
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)

@@ -189,8 +189,8 @@ def test_failures_are_one_line(
         stdin=rows,
     )
     one_line_error(refused, 1, "cannot connect to http://127.0.0.1:9")
-    missing_endpoint = cli(["monitor", "iris_onnx", "--url", server.url])
-    one_line_error(missing_endpoint, 1, "does not have modelserve's monitoring endpoint")
+    not_monitored = cli(["monitor", "iris_onnx", "--url", server.url])
+    one_line_error(not_monitored, 1, "model 'iris_onnx' is not monitored")
 
 
 def test_models_commands(cli: Callable[..., Ran], explicit: RunningServer, tmp_path: Path) -> None:

@@ -42,7 +42,7 @@ def monitoring_report(doc: dict[str, Any]) -> Any:
     metric_names: list[str] = []
     for entry in versions.values():
         for name in (entry.get("metrics") or {}).get("all") or {}:
-            if name not in metric_names:
+            if name not in metric_names and name != "labelled":  # a column already
                 metric_names.append(name)
     rows = []
     features = []

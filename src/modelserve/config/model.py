@@ -11,6 +11,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from modelserve.config.monitoring import MonitoringConfig
 from modelserve.config.payload import PayloadLoggingConfig
 from modelserve.config.validation import Validation
 from modelserve.errors import ModelLoadError
@@ -350,6 +351,11 @@ class ModelConfig(BaseModel):
         default=None,
         description="Payload logging: sample rate, mode, redaction and sinks "
         "(docs/payload-logging.md); when left out, the server's payload_logging setting.",
+    )
+    monitoring: MonitoringConfig | None = Field(
+        default=None,
+        description="Model monitoring: stored predictions, delayed labels and accuracy per "
+        "version, input drift, alerts (docs/monitoring.md). Left out: not monitored.",
     )
 
     sequence_batching: SequenceBatching | None = Field(

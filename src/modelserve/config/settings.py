@@ -33,7 +33,7 @@ __all__ = [
     "option_specs",
 ]
 
-SCOPE_PATTERN = r"^(read|admin|infer|infer:[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127})$"
+SCOPE_PATTERN = r"^(read|admin|feedback|infer|infer:[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127})$"
 ENV_PREFIX = "MODELSERVE_"
 REMOTE_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 GROUPS = ("server", "models", "limits", "security", "observability", "events")
@@ -347,6 +347,22 @@ class Settings(BaseModel):
         "Folder that relative payload-log paths and the dead-letter files are resolved "
         "against (default: the working directory).",
         group="events",
+    )
+    # ---- model monitoring (docs/monitoring.md) ----
+    state_dir: Path | None = option(
+        None,
+        "Folder of the server's state: the monitoring store's SQLite file (modelserve.db). "
+        "Default: $XDG_STATE_HOME/modelserve/<repository folder name>-<hash of its path> "
+        "(~/.local/state without XDG_STATE_HOME), one per repository.",
+        group="events",
+    )
+    store: str | None = option(
+        None,
+        "The monitoring store: a SQLite file path (default: <state dir>/modelserve.db), or "
+        "postgresql://user:password@host:port/db for one database several replicas share "
+        "(needs modelserve[postgres]).",
+        group="events",
+        metavar="URL",
     )
 
     stream_source: tuple[str, ...] = option(

@@ -349,6 +349,16 @@ class EventBus:
             draw = random.random() if route.min_rate < 1.0 else 0.0
             self._publish(route, event, draw)
 
+    def broadcast(self, event: InferenceEvent) -> None:
+        """Publish an event built elsewhere to every consumer of its model, whatever their
+        sample rates (monitoring's alerts: rare, and none may be sampled away)."""
+        route = self._routes.get(event.model, self._wildcard)
+        if route.targets:
+            event.nbytes = (
+                _tensor_bytes(event.inputs) + _tensor_bytes(event.outputs) + EVENT_OVERHEAD_BYTES
+            )
+            self._publish(route, event, 0.0)
+
     @staticmethod
     def _publish(route: _Route, event: InferenceEvent, draw: float) -> None:
         for subscription, rate in route.targets:

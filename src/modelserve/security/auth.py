@@ -11,7 +11,8 @@ Scopes (see docs/security.md):
   lets the holder read that model's metadata, configuration and readiness (clients need them).
 - ``read``: every read: server metadata, repository index, metadata/config/readiness/statistics
   of any model, metrics.
-- ``admin``: repository load/unload and every management call. It grants nothing else.
+- ``feedback``: send the true labels of earlier predictions (``POST /v2/models/<m>/labels``).
+- ``admin``: repository load/unload and every management call, and ``feedback``.
 
 The transports map each route or RPC to an ``Action`` (transports/access.py) and call
 ``Authenticator.check`` in one place each.
@@ -67,6 +68,8 @@ class Action(Enum):
     MODEL_READ = "model_read"
     """Metadata, configuration, readiness, statistics of one model."""
     INFER = "infer"
+    FEEDBACK = "feedback"
+    """True labels of earlier predictions (model monitoring); ``admin`` implies it."""
     ADMIN = "admin"
     """Repository load/unload and any route or RPC the transports do not know (fail closed)."""
 
@@ -78,25 +81,28 @@ class Principal:
     name: str
     read: bool = False
     admin: bool = False
+    feedback: bool = False
     infer_all: bool = False
     infer_models: frozenset[str] = frozenset()
 
     @classmethod
     def from_scopes(cls, name: str, scopes: Iterable[str]) -> Principal:
-        read = admin = infer_all = False
+        read = admin = feedback = infer_all = False
         models: set[str] = set()
         for scope in scopes:
             if scope == "read":
                 read = True
             elif scope == "admin":
                 admin = True
+            elif scope == "feedback":
+                feedback = True
             elif scope == "infer":
                 infer_all = True
             elif scope.startswith("infer:") and valid_model_name(scope[6:]):
                 models.add(scope[6:])
             else:
                 raise ValueError(f"token '{name}': unknown scope '{scope}'")
-        return cls(name, read, admin, infer_all, frozenset(models))
+        return cls(name, read, admin, feedback, infer_all, frozenset(models))
 
     def may_infer(self, model: str) -> bool:
         return self.infer_all or model in self.infer_models
@@ -110,6 +116,8 @@ class Principal:
             return self.read or self.may_infer(model)
         if action is Action.INFER:
             return self.may_infer(model)
+        if action is Action.FEEDBACK:
+            return self.feedback or self.admin
         return self.admin
 
 
@@ -120,6 +128,8 @@ def _needed(action: Action, model: str) -> str:
         return f"reading model '{model}' needs scope 'read', 'infer' or 'infer:{model}'"
     if action is Action.READ:
         return "this call needs scope 'read'"
+    if action is Action.FEEDBACK:
+        return "sending labels needs scope 'feedback' (or 'admin')"
     return "this call needs scope 'admin'"
 
 

@@ -54,6 +54,7 @@ class Server:
         self.dataplane = self.core.dataplane
         self.events = self.core.events
         self.payloads = self.core.payloads
+        self.monitoring = self.core.monitoring
         self.auth = (
             Authenticator(settings.auth_tokens, settings.auth_health)
             if settings.auth_tokens
@@ -72,6 +73,7 @@ class Server:
             auth=self.auth,
             max_tensor_elements=settings.max_tensor_elements,
             dashboard=self.dashboard,
+            monitoring=self.core.monitoring,
         )
         self.grpc = GrpcTransport(
             self.dataplane,

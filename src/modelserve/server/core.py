@@ -26,9 +26,12 @@ from pydantic import ValidationError
 from modelserve.config.settings import Settings
 from modelserve.dataplane import DataPlane
 from modelserve.monitoring.events import EventBus
+from modelserve.monitoring.metrics import MonitoringMetrics
 from modelserve.monitoring.payloads import PayloadLogging
+from modelserve.monitoring.service import Monitoring, WatchedModel, WatchedVersion
 from modelserve.monitoring.sinks.metrics import PayloadMetrics
 from modelserve.monitoring.sinks.registry import SinkContext
+from modelserve.monitoring.store import default_state_dir
 from modelserve.observability.service import ObservabilityService
 from modelserve.pipelines import PipelineKind
 from modelserve.routing.router import Router
@@ -123,12 +126,39 @@ class ServingCore:
             settings.payload_logging,
         )
         self.telemetry.observability.on_refresh(self.payloads.refresh)
+        self.monitoring = Monitoring(
+            self.events,
+            MonitoringMetrics(self.telemetry.observability.registry),
+            settings.store,
+            settings.state_dir or default_state_dir(settings.model_repository),
+        )
+        self.telemetry.observability.on_refresh(self.monitoring.refresh)
         # first, so that a model's sinks follow it before anything else awaits
+        self.lifecycle.listeners.insert(0, self._apply_monitoring)
         self.lifecycle.listeners.insert(0, self._apply_payload_logging)
 
     async def _apply_payload_logging(self) -> None:
         configs = {model.name: model.config.logging for model in self.repository.loaded_models()}
         await self.payloads.apply(configs)
+
+    async def _apply_monitoring(self) -> None:
+        watched: dict[str, dict[str, WatchedVersion]] = {}
+        configs = {}
+        for model in self.repository.loaded_models():
+            config = model.config.monitoring
+            if config is None:
+                continue
+            folder = self.repository.root / model.name
+            configs[model.name] = config
+            watched.setdefault(model.name, {})[model.version] = WatchedVersion(
+                model.version, model.inputs, model.outputs, (folder / model.version, folder)
+            )
+        await self.monitoring.apply(
+            {
+                name: WatchedModel(name, configs[name], versions)
+                for name, versions in watched.items()
+            }
+        )
 
     async def load_models(self) -> None:
         """Load the startup models (every model, or ``load_models``), then turn ready."""
@@ -150,6 +180,7 @@ class ServingCore:
         await self.lifecycle.stop()
         self.dataplane.shared_memory.close()
         await self.payloads.stop(self.settings.shutdown_timeout_s)
+        await self.monitoring.stop(self.settings.shutdown_timeout_s)
         idle = await self._shutdown_executor(EXECUTOR_GRACE_S)
         await self.telemetry.stop()
         return idle

@@ -18,7 +18,7 @@ PUBLIC_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/openapi.json"
 
 _SERVER_READS = frozenset({"/v2/repository/index", "/v2/models/stats", "/metrics"})
 
-_MODEL_READS = frozenset({"", "ready", "config", "stats", "validation"})
+_MODEL_READS = frozenset({"", "ready", "config", "stats", "validation", "monitoring"})
 
 
 def rest_action(path: str) -> tuple[Action, str]:
@@ -37,6 +37,8 @@ def rest_action(path: str) -> tuple[Action, str]:
             tail = tail[2:]
         if tail == ["infer"]:
             return Action.INFER, name
+        if parts[3:] == ["labels"]:
+            return Action.FEEDBACK, name
         if not tail or (len(tail) == 1 and tail[0] in _MODEL_READS):
             return Action.MODEL_READ, name
     return Action.ADMIN, ""

@@ -45,6 +45,12 @@ def test_scopes_grant_exactly_their_actions() -> None:
     assert not admin.allows(Action.INFER, "x") and not admin.allows(Action.READ)
     everything = Principal.from_scopes("all", ["infer"])
     assert everything.allows(Action.INFER, "anything")
+    assert not everything.allows(Action.FEEDBACK, "anything")
+    assert not reader.allows(Action.FEEDBACK, "any") and admin.allows(Action.FEEDBACK, "any")
+    feedback = Principal.from_scopes("labeller", ["feedback"])
+    assert feedback.allows(Action.FEEDBACK, "iris")
+    assert not feedback.allows(Action.INFER, "iris") and not feedback.allows(Action.READ)
+    assert not feedback.allows(Action.MODEL_READ, "iris") and not feedback.allows(Action.ADMIN)
     with pytest.raises(ValueError, match="unknown scope"):
         Principal.from_scopes("x", ["write"])
     with pytest.raises(ValueError, match="unknown scope"):

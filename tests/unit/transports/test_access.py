@@ -29,6 +29,8 @@ def test_every_documented_route_has_the_intended_action() -> None:
         "/metrics": (Action.READ, ""),
         "/v2/repository/models/iris/load": (Action.ADMIN, ""),
         "/v2/repository/models/iris/unload": (Action.ADMIN, ""),
+        "/v2/models/iris/labels": (Action.FEEDBACK, "iris"),
+        "/v2/models/iris/monitoring": (Action.MODEL_READ, "iris"),
     }
     for path in openapi_document()["paths"]:
         concrete = _concrete(path)

@@ -20,7 +20,14 @@ from modelserve.codecs.v2_json import (
     raw_infer_request,
 )
 from modelserve.dataplane import DataPlane
-from modelserve.errors import InvalidArgument, MethodNotAllowed, NotFound, ServerError
+from modelserve.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    MethodNotAllowed,
+    NotFound,
+    ServerError,
+)
+from modelserve.monitoring.service import Monitoring
 from modelserve.observability import Observability, current_request_id
 from modelserve.security.auth import Authenticator
 from modelserve.transports.access import rest_action
@@ -68,10 +75,13 @@ class RestApp:
         auth: Authenticator | None = None,
         max_tensor_elements: int = DEFAULT_MAX_ELEMENTS,
         dashboard: Dashboard | None = None,
+        monitoring: Monitoring | None = None,
     ) -> None:
-        """``dashboard``: the ``/ui`` routes (``--ui``), None when off."""
+        """``dashboard``: the ``/ui`` routes (``--ui``), None when off. ``monitoring``: labels
+        and the monitoring read API (docs/monitoring.md)."""
         self._dp = dataplane
         self._dashboard = dashboard
+        self._monitoring = monitoring
         self._observability = observability
         self._auth = auth
         self._max_tensor_elements = max_tensor_elements
@@ -248,7 +258,19 @@ class RestApp:
         if action == "validation":
             _allow(method, "GET")
             return json_reply(self._dp.validation_report(name, version))
+        if action in ("labels", "monitoring") and not version:
+            return await self._monitoring_route(request, name, action)
         raise NotFound(f"no route for {request.path}")
+
+    async def _monitoring_route(self, request: HttpRequest, name: str, action: str) -> Reply:
+        """``POST …/labels`` and ``GET …/monitoring`` (docs/monitoring.md)."""
+        _allow(request.method, "POST" if action == "labels" else "GET")
+        self._dp.model_ready(name)  # NotFound for a model the repository does not know
+        if self._monitoring is None:
+            raise FailedPrecondition(f"model '{name}' is not monitored: this server has none")
+        if action == "labels":
+            return json_reply(await self._monitoring.labels(name, json_object(request.body)))
+        return json_reply(await self._monitoring.report(name))
 
     async def _infer(self, request: HttpRequest, name: str, version: str) -> Reply:
         self._dp.check_capacity(name, version)  # a full queue refuses before decoding
