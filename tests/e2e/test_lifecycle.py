@@ -14,7 +14,7 @@ import pytest
 from modelserve.config.settings import Settings
 from modelserve.server.compose import Server
 from tests.conftest import RunningServer, Servers
-from tests.harness import write_python_model
+from tests.harness import wait_for_running, write_python_model
 
 VERSIONED = """
 import time
@@ -27,13 +27,19 @@ class Versioned:
         if marker.exists():
             raise RuntimeError("this version is broken")
         self.version = float(Path(version_dir).name)
+        self.release = Path(version_dir).parent / "release"
         gate = parameters.get("load_gate")
         while gate is not None and not Path(gate).exists():
             time.sleep(0.005)
 
     def predict(self, inputs):
         x = inputs["x"]
-        time.sleep(float(x[0, 0]))
+        if x[0, 0] < 0:  # held until the test creates the model folder's "release" file
+            deadline = time.monotonic() + 60
+            while not self.release.exists() and time.monotonic() < deadline:
+                time.sleep(0.005)
+        else:
+            time.sleep(float(x[0, 0]))
         return {"version": np.full((x.shape[0], 1), self.version, dtype=np.float32)}
 """
 
@@ -172,18 +178,21 @@ async def test_corrupt_new_version_leaves_the_old_one_serving(
 
 
 async def test_unload_drains_in_flight_requests(explicit: tuple[RunningServer, Path]) -> None:
-    server, _ = explicit
+    server, repo = explicit
     async with httpx.AsyncClient(base_url=f"http://{server.url}", timeout=30) as client:
         in_flight = [
-            asyncio.ensure_future(client.post("/v2/models/slow/infer", json=body(0.2)))
+            asyncio.ensure_future(client.post("/v2/models/slow/infer", json=body(-1)))
             for _ in range(3)
-        ]
-        await asyncio.sleep(0.1)
+        ]  # held in the model (one running, two queued) until "release" exists
+        await asyncio.to_thread(wait_for_running, server.http, "slow")
         unload = asyncio.ensure_future(client.post("/v2/repository/models/slow/unload"))
-        await asyncio.sleep(0.05)
-        assert index(server.url)[("slow", "1")]["state"] == "UNLOADING"
+        deadline = time.monotonic() + 30
+        while (state := index(server.url)[("slow", "1")]["state"]) != "UNLOADING":
+            assert time.monotonic() < deadline, f"never UNLOADING (state {state})"
+            await asyncio.sleep(0.02)
         refused = await client.post("/v2/models/slow/infer", json=body())
         assert refused.status_code == 503
+        (repo / "slow" / "release").touch()
         results = await asyncio.gather(*in_flight)
         assert [r.status_code for r in results] == [200, 200, 200]
         assert (await unload).status_code == 200
