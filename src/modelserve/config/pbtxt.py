@@ -160,6 +160,9 @@ def _set_fields(message: Message, prefix: str = "") -> Iterator[str]:
 def _classify(path: str) -> tuple[str, str]:
     if path in _MAPPED_EXACT:
         return "mapped", ""
+    if any(mapped.startswith(path + ".") for mapped in _MAPPED):
+        # an empty message of mapped fields (``default_queue_policy {}``): Triton's defaults
+        return "mapped", ""
     parts = path.split(".")
     for end in range(len(parts), 0, -1):
         prefix = ".".join(parts[:end])

@@ -121,3 +121,24 @@ def test_to_pbtxt_round_trips(tmp_path: Path) -> None:
     path.write_text(to_pbtxt(document))
     proto = read_pbtxt(path)
     assert proto.name == "m" and proto.max_batch_size == 4 and list(proto.input[0].dims) == [3]
+
+
+def test_empty_messages_of_mapped_fields_are_mapped(tmp_path: Path) -> None:
+    """What ``repo export`` writes for a batching model with no queue limits: an empty
+    ``default_queue_policy {}`` (zeros are proto3 defaults) means Triton's defaults, not an
+    unsupported field."""
+    text = """
+name: "m"
+platform: "onnxruntime_onnx"
+max_batch_size: 8
+input [{ name: "x", data_type: TYPE_FP32, dims: [4] }]
+output [{ name: "y", data_type: TYPE_FP32, dims: [1] }]
+dynamic_batching {
+  max_queue_delay_microseconds: 0
+  default_queue_policy { max_queue_size: 0 default_timeout_microseconds: 0 }
+}
+"""
+    mapping = load_pbtxt(folder(tmp_path, "m", text))
+    assert not mapping.unsupported
+    config = mapping.require()
+    assert config.dynamic_batching is not None and config.max_queue_size == 0
