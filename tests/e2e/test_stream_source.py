@@ -106,7 +106,10 @@ def test_stream_source_resumes_after_a_restart_without_reading_twice(
         server.signal(signal.SIGTERM)  # mid-run: what it took is answered before it exits
         assert server.wait() == 0
     answered = client.xlen("work.responses")
-    assert client.xpending("work", "modelserve-iris_onnx")["pending"] == 0
+    # Entries the reader had taken from Redis when SIGTERM cancelled its read may stay pending
+    # (unacknowledged, never answered): the next start serves its own pending entries first.
+    left = client.xpending("work", "modelserve-iris_onnx")["pending"]
+    assert left <= 8, f"{left} pending: more than in_flight were taken"
     for i in range(300, 400):
         client.xadd("work", _request(i))
     with CliProcess(args) as server:
@@ -116,6 +119,7 @@ def test_stream_source_resumes_after_a_restart_without_reading_twice(
         assert server.wait() == 0
     keys = [fields[b"key"].decode() for fields in _answers(client, "work.responses")]
     assert sorted(keys) == sorted(f"json-{i}" for i in range(400))  # each exactly once
+    assert client.xpending("work", "modelserve-iris_onnx")["pending"] == 0
     assert answered < 400
 
 
