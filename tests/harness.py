@@ -335,12 +335,17 @@ def wait_for_metric(
     waits for that, not for a fixed sleep a loaded machine can outrun. In an async test call it
     through ``asyncio.to_thread`` so the test's own requests keep going."""
     import httpx
+    from prometheus_client.parser import text_string_to_metric_families
 
-    line = re.compile(rf'^{metric}{{[^}}]*model="{re.escape(model)}"[^}}]*}} (\S+)$', re.M)
     deadline = time.monotonic() + timeout
     while True:
         text = httpx.get(f"{base_url}/metrics", timeout=10).text
-        seen = sum(float(m.group(1)) for m in line.finditer(text))
+        seen = sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == metric and sample.labels.get("model") == model
+        )
         if seen >= at_least:
             return
         if time.monotonic() > deadline:
