@@ -62,6 +62,10 @@ RETRIES = 8
 """Tries of a request the server could not take now, before its answer is that error."""
 BACKOFF_S = 0.05
 BACKOFF_MAX_S = 5.0
+READ_DRAIN_S = 3.0
+"""How long ``stop`` lets a read in progress finish (a read waits about a second for entries)
+before cancelling it: a read cancelled after the broker handed out its entries would leave them
+taken and unanswered until the next start."""
 
 
 @dataclass(slots=True)
@@ -150,6 +154,9 @@ class StreamSource:
                     started = True
                     log.info("stream source %s: serving model %s", self.name, self.model)
                 await self._slots.acquire()
+                if self._stopping.is_set():
+                    self._slots.release()
+                    break
                 free = 1
                 while free < self.config.in_flight and not self._slots.locked():
                     await self._slots.acquire()
@@ -276,11 +283,17 @@ class StreamSource:
 
     async def stop(self, timeout_s: float) -> None:
         """Read no more; let the requests being served finish and be answered (bounded by
-        ``timeout_s``); what is left stays unacknowledged for the next start."""
+        ``timeout_s``); what is left stays unacknowledged for the next start.
+
+        The read in progress is let finish (at most ``READ_DRAIN_S``) rather than cancelled,
+        so that entries the broker already handed out are served now, not at the next start."""
         self._stopping.set()
         deadline = time.monotonic() + timeout_s
         if self._reader is not None:
-            self._reader.cancel()
+            wait_s = max(0.0, min(READ_DRAIN_S, deadline - time.monotonic()))
+            done, _ = await asyncio.wait({self._reader}, timeout=wait_s)
+            if not done:
+                self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
         if self._tasks:
