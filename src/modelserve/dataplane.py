@@ -296,7 +296,16 @@ class DataPlane:
 
     async def infer_stream(self, request: InferenceRequest) -> AsyncIterator[InferenceResponse]:
         """A decoupled model's responses to one request, as its predict yields them (zero, one
-        or many), each with the request's id; counted as one inference when the last is out."""
+        or many), each with the request's id; counted as one inference when the last is out,
+        and in ``modelserve_inflight_requests`` until then."""
+        self._observability.inflight += 1
+        try:
+            async for response in self._infer_stream(request):
+                yield response
+        finally:
+            self._observability.inflight -= 1
+
+    async def _infer_stream(self, request: InferenceRequest) -> AsyncIterator[InferenceResponse]:
         started = time.perf_counter_ns()
         model: LoadedModel | None = None
         try:

@@ -5,12 +5,16 @@ flag; unary calls to it are refused clearly over both transports."""
 from __future__ import annotations
 
 import queue
+import time
+from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
 from tests.harness import Servers, write_python_model
@@ -31,12 +35,43 @@ class Countdown:
 """
 
 
+HELD = """
+import os
+import time
+
+import numpy as np
+
+class Held:
+    inputs = [{"name": "N", "datatype": "INT32", "shape": [1]}]
+    outputs = [{"name": "TOKEN", "datatype": "INT32", "shape": [1]}]
+
+    def predict(self, inputs):
+        yield {"TOKEN": np.array([1], dtype=np.int32)}
+        release = os.path.join(os.path.dirname(__file__), "release")
+        deadline = time.monotonic() + 30
+        while not os.path.exists(release) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        yield {"TOKEN": np.array([2], dtype=np.int32)}
+"""
+
+
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory, serve_module: Servers) -> Any:
     repo = tmp_path_factory.mktemp("decoupled")
     config = {"max_batch_size": 0, "decoupled": True, "instances": 2}
     write_python_model(repo, "countdown", COUNTDOWN, config, entrypoint="Countdown")
+    write_python_model(repo, "held", HELD, config, entrypoint="Held")
     return serve_module(repo)
+
+
+def inflight(base_url: str) -> float:
+    text = httpx.get(f"{base_url}/metrics", timeout=10).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "modelserve_inflight_requests"
+    )
 
 
 def number(module: Any, n: int) -> list[Any]:
@@ -104,3 +139,26 @@ def test_a_unary_call_is_refused(running: Any, module: Any) -> None:
     )
     assert decoupled is True
     client.close()
+
+
+def test_a_stream_in_progress_counts_as_in_flight(running: Any) -> None:
+    """modelserve_inflight_requests counts a decoupled request from its arrival until its last
+    response is out, as it counts a unary one."""
+    client = grpcclient.InferenceServerClient(running.grpc_url)
+    answers: queue.Queue[Any] = queue.Queue()
+    client.start_stream(callback=lambda result, error: answers.put((result, error)))
+    try:
+        client.async_stream_infer("held", number(grpcclient, 1), request_id="held")
+        result, error = answers.get(timeout=30)
+        assert error is None and int(result.as_numpy("TOKEN")[0]) == 1
+        assert inflight(running.http) == 1  # the first response is out, the second is not
+        (Path(running.settings.model_repository) / "held" / "release").touch()
+        result, error = answers.get(timeout=30)
+        assert error is None and int(result.as_numpy("TOKEN")[0]) == 2
+    finally:
+        client.stop_stream()
+        client.close()
+    deadline = time.monotonic() + 10
+    while inflight(running.http) != 0:
+        assert time.monotonic() < deadline, "the finished stream is still counted"
+        time.sleep(0.02)
