@@ -16,7 +16,6 @@ process shares, so every process answers and exports the same.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -54,6 +53,9 @@ REFRESH_S = 5.0
 """How often the metrics are read again from the store (every process does it)."""
 PRUNE_EVERY_S = 3600.0
 LABEL_RETRY_S = 0.3
+LABEL_REFRESH_S = 0.5
+"""After labels arrive, the accuracy gauges and alerts of their model are recomputed once this
+much later: a burst of label posts costs one recomputation, not one each."""
 """Labels whose prediction is not stored yet are tried once more after this long: the
 prediction may still be in this or another worker's writer (each writes within 50 ms)."""
 MAX_LABELS = 100_000
@@ -129,6 +131,8 @@ class Monitoring:
         self._models: dict[str, _Model] = {}
         self._subscription: Subscription | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._soon: dict[str, asyncio.Task[None]] = {}
+        """The pending recomputation of a model's gauges after labels arrived."""
         self._write_lock = asyncio.Lock()
         self._lock = asyncio.Lock()
         self._stopped = False
@@ -349,8 +353,8 @@ class Monitoring:
             retry = [row for row in rows if row.id not in matched]
             matched |= await self._call(store.add_labels, model, retry, now)
         accepted = sum(1 for ident, _ in entries if ident in matched)
-        with contextlib.suppress(Exception):
-            await self._set_gauges(model)
+        if accepted and model not in self._soon and not self._stopped:
+            self._soon[model] = asyncio.create_task(self._refresh_soon(model))
         return {"accepted": accepted, "unknown": len(entries) - accepted}
 
     # ---- figures -----------------------------------------------------------------------------
@@ -452,6 +456,16 @@ class Monitoring:
                 await self._prune()
             await asyncio.sleep(REFRESH_S)
 
+    async def _refresh_soon(self, model: str) -> None:
+        try:
+            await asyncio.sleep(LABEL_REFRESH_S)
+        finally:
+            self._soon.pop(model, None)
+        try:
+            await self._set_gauges(model)
+        except Exception as exc:
+            log.warning("monitoring store: cannot read figures of %s: %s", model, exc)
+
     async def _set_gauges(self, model: str) -> None:
         if model not in self._models or self._store is None:
             return
@@ -543,6 +557,7 @@ class Monitoring:
                     await asyncio.wait_for(asyncio.shield(writer), timeout_s)
                 except TimeoutError:
                     log.warning("monitoring: predictions still queued at the shutdown timeout")
+            tasks += list(self._soon.values())
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
