@@ -298,8 +298,9 @@ def test_triton_config_of_an_unbatched_model_keeps_every_dimension(loaded: Any) 
 # ---- dynamic batching by default -------------------------------------------------------------
 
 
-class SleepingRuntime(Runtime):
-    """Sleeps ``fixed + per_row * rows`` seconds per call (a stand-in for a framework model)."""
+class BusyRuntime(Runtime):
+    """Spends ``fixed + per_row * rows`` seconds of CPU per call (a stand-in for a framework
+    model; CPU, because the probe measures the CPU time of its calls)."""
 
     def __init__(self, fixed: float, per_row: float) -> None:
         self.fixed, self.per_row, self.calls = fixed, per_row, 0
@@ -314,7 +315,9 @@ class SleepingRuntime(Runtime):
 
     def predict(self, inputs: Arrays) -> Arrays:
         self.calls += 1
-        time.sleep(self.fixed + self.per_row * inputs["x"].shape[0])
+        end = time.thread_time() + self.fixed + self.per_row * inputs["x"].shape[0]
+        while time.thread_time() < end:
+            pass
         return {"x": inputs["x"]}
 
 
@@ -338,7 +341,7 @@ def test_batching_is_on_by_default_where_the_call_cost_dominates(
     batching: bool,
 ) -> None:
     ctx = make_ctx(tmp_path / "m", **config)
-    runtime = SleepingRuntime(fixed, per_row)
+    runtime = BusyRuntime(fixed, per_row)
     with caplog.at_level(logging.INFO, logger="modelserve.serving.model"):
         model = build_loaded_model(ctx, runtime, "sklearn", executor)
     assert (model.config.dynamic_batching is not None) is batching
