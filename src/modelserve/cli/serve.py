@@ -68,7 +68,7 @@ def _check(settings: Settings) -> None:
     tracing without its extra."""
     from modelserve.cli.main import CommandError
     from modelserve.observability.tracing import tracing_available
-    from modelserve.security.tls import TlsError, grpc_tls_material, server_ssl_context
+    from modelserve.security.tls import TlsError, server_ssl_context
 
     if isinstance(settings.model_repository, str):
         from modelserve.serving.remote import RemoteRepositoryError, check_remote_support
@@ -85,7 +85,6 @@ def _check(settings: Settings) -> None:
         )
     try:
         server_ssl_context(settings)
-        grpc_tls_material(settings)
     except TlsError as exc:
         raise CommandError(str(exc)) from None
 

@@ -1,39 +1,30 @@
 """TLS from certificate and key files, for both transports (docs/security.md).
 
-REST: ``server_ssl_context(settings)`` is handed to the HTTP server (``loop.create_server(ssl=)``).
-gRPC: ``grpc_tls_material(settings)`` gives the PEM bytes the gRPC transport turns into
-``grpc.ssl_server_credentials``. With ``tls_client_ca`` both require a client certificate signed
-by that CA (mutual TLS). Nothing here imports a web or gRPC framework.
+``server_ssl_context(settings)`` is handed to the HTTP server (``loop.create_server(ssl=)``), and
+with ALPN ``h2`` to the gRPC server, which serves HTTP/2 on the same loop. With
+``tls_client_ca`` both require a client certificate signed by that CA (mutual TLS). Nothing here
+imports a web or gRPC framework.
 """
 
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass
-from pathlib import Path
 
 from modelserve.config.settings import Settings
 
-__all__ = ["TlsError", "TlsMaterial", "grpc_tls_material", "server_ssl_context"]
+__all__ = ["TlsError", "server_ssl_context"]
 
 
 class TlsError(ValueError):
     """A certificate, key or CA file is missing or unusable."""
 
 
-def _read(path: Path, what: str) -> bytes:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise TlsError(f"cannot read the TLS {what} {path}: {exc.strerror or exc}") from None
-    if b"-----BEGIN" not in data:
-        raise TlsError(f"the TLS {what} {path} is not a PEM file")
-    return data
-
-
-def server_ssl_context(settings: Settings) -> ssl.SSLContext | None:
-    """The server-side SSL context for HTTPS, or None when TLS is off. TLS 1.2 or newer;
-    with ``tls_client_ca`` a client certificate is required and verified."""
+def server_ssl_context(
+    settings: Settings, alpn: tuple[str, ...] = ("http/1.1",)
+) -> ssl.SSLContext | None:
+    """The server-side SSL context, or None when TLS is off: for HTTPS, or with
+    ``alpn=("h2",)`` for gRPC. TLS 1.2 or newer; with ``tls_client_ca`` a client certificate is
+    required and verified."""
     if settings.tls_cert is None or settings.tls_key is None:
         return None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -53,30 +44,5 @@ def server_ssl_context(settings: Settings) -> ssl.SSLContext | None:
         context.verify_mode = ssl.CERT_REQUIRED
     else:
         context.verify_mode = ssl.CERT_NONE
-    context.set_alpn_protocols(["http/1.1"])
+    context.set_alpn_protocols(list(alpn))
     return context
-
-
-@dataclass(frozen=True, slots=True)
-class TlsMaterial:
-    """PEM bytes for gRPC's ``ssl_server_credentials``."""
-
-    certificate_chain: bytes
-    private_key: bytes
-    client_ca: bytes | None = None
-
-    def __repr__(self) -> str:  # never print a private key
-        return f"TlsMaterial(mutual={self.client_ca is not None})"
-
-
-def grpc_tls_material(settings: Settings) -> TlsMaterial | None:
-    if settings.tls_cert is None or settings.tls_key is None:
-        return None
-    ca = None
-    if settings.tls_client_ca is not None:
-        ca = _read(settings.tls_client_ca, "client CA")
-    return TlsMaterial(
-        certificate_chain=_read(settings.tls_cert, "certificate"),
-        private_key=_read(settings.tls_key, "key"),
-        client_ca=ca,
-    )

@@ -10,7 +10,7 @@ import socket
 
 from modelserve.config.settings import Settings
 from modelserve.security.auth import Authenticator, exposure_warning
-from modelserve.security.tls import grpc_tls_material, server_ssl_context
+from modelserve.security.tls import server_ssl_context
 from modelserve.server.core import ServingCore
 from modelserve.transports.grpc.service import GrpcTransport
 from modelserve.transports.http.dashboard import Dashboard
@@ -80,7 +80,7 @@ class Server:
             observability,
             settings.grpc_max_message_bytes,
             auth=self.auth,
-            tls=grpc_tls_material(settings),
+            tls=server_ssl_context(settings, alpn=("h2",)),
             max_tensor_elements=settings.max_tensor_elements,
         )
         self.lifecycle.listeners.append(self.grpc.refresh_health)

@@ -20,6 +20,7 @@ from typing import Any
 import grpc
 
 from modelserve.errors import InvalidArgument
+from modelserve.transports.grpc.server import GrpcServer
 
 __all__ = ["HandlerSink", "Undecodable", "decoded", "guard_decoding", "tolerant"]
 
@@ -139,7 +140,7 @@ class HandlerSink:
     ) -> None:
         self.services[service] = dict(handlers)
 
-    def register(self, server: grpc.aio.Server) -> None:
+    def register(self, server: GrpcServer) -> None:
         """Register every collected service on ``server``, each method guarded."""
         if not self.services:
             raise RuntimeError("the generated code registered no method handlers")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -35,7 +36,6 @@ from modelserve.observability import Observability, current_request_id
 from modelserve.protocol import grpc_service_pb2 as pb
 from modelserve.protocol import model_config_pb2 as mc
 from modelserve.security.auth import Authenticator
-from modelserve.security.tls import TlsMaterial
 from modelserve.transports.grpc.auth import AuthInterceptor
 from modelserve.transports.grpc.codec import (
     decode_infer_request,
@@ -48,6 +48,7 @@ from modelserve.transports.grpc.codec import (
 )
 from modelserve.transports.grpc.decoding import HandlerSink, Undecodable, tolerant
 from modelserve.transports.grpc.observe import REQUEST_ID_KEY, observe_unary
+from modelserve.transports.grpc.server import GrpcServer
 
 log = logging.getLogger("modelserve.grpc")
 
@@ -126,12 +127,12 @@ _KINDS: dict[tuple[bool, bool], tuple[Callable[..., Any], Callable[[str, Any], A
 }
 
 
-def service_handler(
+def service_handlers(
     servicer: object, observability: Observability | None = None
-) -> grpc.GenericRpcHandler:
-    """Handlers for every RPC the proto declares, each wrapped in the error guard (and, given
-    ``observability``, unary ones observed: observe.py); a missing method on ``servicer``
-    fails here, at start-up."""
+) -> dict[str, grpc.RpcMethodHandler]:
+    """Handlers for every RPC the proto declares, by method name, each wrapped in the error
+    guard (and, given ``observability``, unary ones observed: observe.py); a missing method on
+    ``servicer`` fails here, at start-up."""
     handlers = {}
     for method in SERVICE.methods:
         factory, guard = _KINDS[(method.client_streaming, method.server_streaming)]
@@ -146,7 +147,7 @@ def service_handler(
             ),
             response_serializer=GetMessageClass(method.output_type).SerializeToString,
         )
-    return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
+    return handlers
 
 
 class InferenceServicer:
@@ -439,16 +440,9 @@ def _reflection_pool() -> DescriptorPool:
     return pool
 
 
-def _credentials(tls: TlsMaterial) -> grpc.ServerCredentials:
-    return grpc.ssl_server_credentials(
-        [(tls.private_key, tls.certificate_chain)],
-        root_certificates=tls.client_ca,
-        require_client_auth=tls.client_ca is not None,
-    )
-
-
 class GrpcTransport:
-    """A grpc.aio server on the running event loop: inference service, health, reflection."""
+    """The gRPC server (server.py) on the running event loop: inference service, health,
+    reflection. ``tls``: an SSL context offering ALPN ``h2``."""
 
     def __init__(
         self,
@@ -457,7 +451,7 @@ class GrpcTransport:
         max_message_bytes: int,
         *,
         auth: Authenticator | None = None,
-        tls: TlsMaterial | None = None,
+        tls: ssl.SSLContext | None = None,
         max_tensor_elements: int = DEFAULT_MAX_ELEMENTS,
     ) -> None:
         self._dp = dataplane
@@ -466,7 +460,7 @@ class GrpcTransport:
         self._auth = auth
         self._tls = tls
         self._max_tensor_elements = max_tensor_elements
-        self._server: grpc.aio.Server | None = None
+        self._server: GrpcServer | None = None
         self._health = HealthServicer(dataplane)
         self._port: int | None = None
 
@@ -479,16 +473,15 @@ class GrpcTransport:
     async def start(self, host: str, port: int, reuse_port: bool = False) -> None:
         """Bind and serve. ``reuse_port`` shares the port with other modelserve processes
         (--workers); otherwise a taken port is an error, as for HTTP."""
-        server = grpc.aio.server(
-            interceptors=[AuthInterceptor(self._auth)] if self._auth is not None else None,
-            options=[
-                ("grpc.max_receive_message_length", self._max_message_bytes),
-                ("grpc.max_send_message_length", self._max_message_bytes),
-                ("grpc.so_reuseport", 1 if reuse_port else 0),
-            ],
+        server = GrpcServer(
+            interceptors=[AuthInterceptor(self._auth)] if self._auth is not None else (),
+            max_receive_message_length=self._max_message_bytes,
+            max_send_message_length=self._max_message_bytes,
         )
         servicer = InferenceServicer(self._dp, self._observability, self._max_tensor_elements)
-        server.add_generic_rpc_handlers((service_handler(servicer, self._observability),))
+        server.add_registered_method_handlers(
+            SERVICE_NAME, service_handlers(servicer, self._observability)
+        )
         others = HandlerSink()  # health and reflection, registered with their decoding guarded
         health_pb2_grpc.add_HealthServicer_to_server(self._health, others)
         reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
@@ -499,17 +492,11 @@ class GrpcTransport:
             others,
         )
         others.register(server)
-        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:
-            bound = (
-                server.add_insecure_port(address)
-                if self._tls is None
-                else server.add_secure_port(address, _credentials(self._tls))
-            )
-        except RuntimeError as exc:
-            raise OSError(f"cannot bind gRPC to {address}: {exc}") from None
-        if bound == 0:
-            raise OSError(f"cannot bind gRPC to {address}")
+            bound = await server.bind(host, port, self._tls, reuse_port)
+        except OSError as exc:
+            address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            raise OSError(f"cannot bind gRPC to {address}: {exc.strerror or exc}") from None
         await self.refresh_health()
         await server.start()
         self._server, self._port = server, bound
