@@ -320,8 +320,12 @@ class Call:
             return
         serialize = self.handler.response_serializer if self.handler else None
         payload = serialize(answer) if serialize else answer
-        self._send_message(payload)
-        self.finish()
+        self._connection.cork()  # headers, message and trailers in one write
+        try:
+            self._send_message(payload)
+            self.finish()
+        finally:
+            self._connection.uncork()
 
     def _ended_by(self, exc: BaseException) -> None:
         if isinstance(exc, grpc.aio.AbortError):

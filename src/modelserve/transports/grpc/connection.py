@@ -36,6 +36,8 @@ STREAM_WINDOW = 1 << 22
 """Each stream's receive window (SETTINGS_INITIAL_WINDOW_SIZE)."""
 CONNECTION_WINDOW = 1 << 26
 """The connection's receive window, raised from HTTP/2's 65,535 by the first WINDOW_UPDATE."""
+MAX_HEADER_LIST = 1 << 16
+"""The largest header list a request may carry (SETTINGS_MAX_HEADER_LIST_SIZE)."""
 MAX_BACKLOG = 64
 """Unread messages of one request stream past which its window is not reopened."""
 _DEFAULT_WINDOW = 65_535
@@ -64,8 +66,8 @@ class GrpcConnection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._buffer = b""
         self._preface = False
-        self._decoder = hpack.Decoder()
-        self._decoder.max_header_list_size = 1 << 16
+        self._decoder = frames.HeaderDecoder(MAX_HEADER_LIST)
+        self._corked: list[bytes] | None = None
         self._calls: dict[int, Call] = {}
         self._last_stream = 0
         self._open_headers: tuple[int, int, bytearray] | None = None  # waiting for CONTINUATION
@@ -92,7 +94,7 @@ class GrpcConnection(asyncio.Protocol):
                 {
                     frames.Setting.MAX_FRAME_SIZE: MAX_FRAME,
                     frames.Setting.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
-                    frames.Setting.MAX_HEADER_LIST_SIZE: 1 << 16,
+                    frames.Setting.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST,
                 }
             )
             + frames.window_update(0, CONNECTION_WINDOW - _DEFAULT_WINDOW)
@@ -123,6 +125,7 @@ class GrpcConnection(asyncio.Protocol):
             self._preface = True
             at = len(frames.PREFACE)
         end = len(buffer)
+        self.cork()
         try:
             while end - at >= 9:
                 high, low, kind, flags, stream_id = _HEAD.unpack_from(buffer, at)
@@ -139,6 +142,8 @@ class GrpcConnection(asyncio.Protocol):
         except _ConnectionError as exc:
             self._fail(exc.code)
             return
+        finally:
+            self.uncork()
         self._buffer = buffer[at:] if at < end else b""
 
     # ---- frames -----------------------------------------------------------------------------
@@ -158,8 +163,8 @@ class GrpcConnection(asyncio.Protocol):
         elif kind == frames.WINDOW_UPDATE:
             self._window_update(stream_id, payload)
         elif kind == frames.PING:
-            if not flags & frames.ACK and self._transport is not None:
-                self._transport.write(frames.frame(frames.PING, frames.ACK, 0, payload))
+            if not flags & frames.ACK:
+                self._write(frames.frame(frames.PING, frames.ACK, 0, payload))
         elif kind == frames.RST_STREAM:
             call = self._calls.pop(stream_id, None)
             if call is not None:
@@ -173,8 +178,8 @@ class GrpcConnection(asyncio.Protocol):
     def _data(self, flags: int, stream_id: int, payload: bytes) -> None:
         size = len(payload)
         self._received += size
-        if self._received >= CONNECTION_WINDOW // 2 and self._transport is not None:
-            self._transport.write(frames.window_update(0, self._received))
+        if self._received >= CONNECTION_WINDOW // 2:
+            self._write(frames.window_update(0, self._received))
             self._received = 0
         if flags & frames.PADDED:
             payload = _unpad(payload)
@@ -207,7 +212,7 @@ class GrpcConnection(asyncio.Protocol):
 
     def _header_block(self, stream_id: int, flags: int, block: bytes) -> None:
         try:
-            fields = self._decoder.decode(block, raw=True)
+            fields = self._decoder.decode(block)
         except hpack.HPACKError:
             raise _ConnectionError(frames.ErrorCode.COMPRESSION_ERROR) from None
         end_stream = bool(flags & frames.END_STREAM)
@@ -393,8 +398,20 @@ class GrpcConnection(asyncio.Protocol):
     # ---- the connection ---------------------------------------------------------------------
 
     def _write(self, data: bytes) -> None:
-        if self._transport is not None:
+        if self._corked is not None:
+            self._corked.append(data)
+        elif self._transport is not None:
             self._transport.write(data)
+
+    def cork(self) -> None:
+        """Hold writes until ``uncork``: what one step produces goes out in one ``write``."""
+        if self._corked is None:
+            self._corked = []
+
+    def uncork(self) -> None:
+        held, self._corked = self._corked, None
+        if held and self._transport is not None:
+            self._transport.write(b"".join(held))
 
     def go_away(self) -> None:
         """Refuse new streams; the running ones finish."""
@@ -415,6 +432,7 @@ class GrpcConnection(asyncio.Protocol):
 
     def _fail(self, code: int) -> None:
         self._write(frames.goaway(self._last_stream, code))
+        self.uncork()
         self._close()
 
     def _close(self) -> None:

@@ -12,6 +12,8 @@ import base64
 import struct
 from collections.abc import Iterable
 
+import hpack
+
 __all__ = [
     "ACK",
     "CONTINUATION",
@@ -30,6 +32,7 @@ __all__ = [
     "SETTINGS",
     "WINDOW_UPDATE",
     "ErrorCode",
+    "HeaderDecoder",
     "Setting",
     "data_frames",
     "frame",
@@ -202,6 +205,42 @@ def trailers(
         block += _literal(b"grpc-message", grpc_message(message[:4096]))
     block += header_block(metadata)
     return RESPONSE_HEADERS + block if only else block
+
+
+# ---- HPACK decoding --------------------------------------------------------------------------
+
+
+class HeaderDecoder:
+    """The ``hpack`` package's decoder (RFC 7541), remembering the blocks that left its dynamic
+    table as it was: a client repeating its headers sends the same bytes every time once its
+    table is warm (gRPC clients index all but ``grpc-timeout``), and those decode once."""
+
+    CACHED = 256
+
+    def __init__(self, max_header_list_size: int) -> None:
+        self._decoder = hpack.Decoder()
+        self._decoder.max_header_list_size = max_header_list_size
+        self._known: dict[bytes, list[tuple[bytes, bytes]]] = {}
+
+    def _state(self) -> tuple[int, object, int]:
+        table = self._decoder.header_table
+        entries = table.dynamic_entries
+        return len(entries), entries[0] if entries else None, table.maxsize
+
+    def decode(self, block: bytes) -> list[tuple[bytes, bytes]]:
+        """``(name, value)`` pairs; ``hpack.HPACKError`` when the block does not decode."""
+        known = self._known.get(block)
+        if known is not None:
+            return known
+        size, first, maxsize = self._state()
+        fields = [(bytes(n), bytes(v)) for n, v in self._decoder.decode(block, raw=True)]
+        after = self._state()
+        if after[0] == size and after[1] is first and after[2] == maxsize:
+            if len(self._known) < self.CACHED:
+                self._known[block] = fields
+        else:  # indices moved: what was known may now mean other headers
+            self._known.clear()
+        return fields
 
 
 # ---- gRPC request headers --------------------------------------------------------------------
