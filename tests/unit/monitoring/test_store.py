@@ -94,6 +94,7 @@ def test_regression_sums(store_url: str, tmp_path: Path) -> None:
     store.write_predictions([_row("a", 1.5), _row("b", 3.0), _row("c", 0.0)])
     store.add_labels("m", [_label("a", 1.0), _label("b", 5.0)], 1)
     sums = store.error_sums("m", "1")
+    store.close()
     assert (sums.count, sums.abs_sum, sums.sq_sum) == (2, 2.5, 4.25)
 
 
@@ -118,6 +119,7 @@ def test_drift_points_retention_and_state(store_url: str, tmp_path: Path) -> Non
     assert store.swap_state("alerts", "m/1/drift", "0") == "1"
     store.delete_state("experiments", "mlp")
     assert store.states("experiments") == {"iris": '{"arm": "c"}'}
+    store.close()
 
 
 def _writer(url: str, worker: int) -> None:
@@ -141,7 +143,9 @@ def test_processes_writing_at_once_lose_nothing(store_url: str, tmp_path: Path) 
     for process in workers:
         process.join(120)
         assert process.exitcode == 0
-    counts = open_store(store_url, tmp_path).counts("m")["1"]
+    store = open_store(store_url, tmp_path)
+    counts = store.counts("m")["1"]
+    store.close()
     assert (counts.predictions, counts.labelled) == (3 * 20 * 50, 3 * 20)
 
 
