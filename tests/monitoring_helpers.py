@@ -47,15 +47,20 @@ def in_distribution(n: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
 
 
 def predict_all(
-    base_url: str, model: str, rows: np.ndarray, prefix: str, fresh_connections: bool = False
+    base_url: str,
+    model: str,
+    rows: np.ndarray,
+    prefix: str,
+    fresh_connections: bool = False,
+    start: int = 0,
 ) -> list[int]:
-    """One request per row with the V2 id ``<prefix>-<i>``; the predicted labels."""
+    """One request per row with the V2 id ``<prefix>-<start + i>``; the predicted labels."""
     predicted: list[int] = []
     client = httpx.Client(base_url=base_url)
     try:
         for i, row in enumerate(rows):
             body = {
-                "id": f"{prefix}-{i}",
+                "id": f"{prefix}-{start + i}",
                 "inputs": [
                     {"name": "input", "datatype": "FP32", "shape": [1, 4], "data": row.tolist()}
                 ],

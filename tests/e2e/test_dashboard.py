@@ -1,8 +1,10 @@
 """The dashboard (``--ui``) in a real browser: Playwright driving Debian's headless Chromium
 (/usr/bin/chromium, tests/system/packages.txt; no browser download). The overview lists the
 example models, a model page's charts gain points while a load runs, its buttons unload and load
-the model, and with auth on the page needs an admin token. Each page's screenshot is written to
-docs/images/ (committed; shown in docs/dashboard.md)."""
+the model, a monitored model's page shows its accuracy and drift as predictions and labels
+arrive, the overview shows each version's validation verdict, and with auth on the page needs an
+admin token. Each page's screenshot is written to docs/images/ (committed; shown in
+docs/dashboard.md)."""
 
 from __future__ import annotations
 
@@ -18,12 +20,21 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import BrowserContext, Page, sync_playwright
+from playwright.sync_api import BrowserContext, Locator, Page, sync_playwright
 
 from modelserve.config.settings import TokenConfig
 from modelserve.security.auth import hash_token
 from tests.conftest import EXAMPLES, ROOT, RunningServer, Servers
+from tests.e2e.test_validation import classifier
 from tests.harness import CliProcess
+from tests.monitoring_helpers import (
+    in_distribution,
+    monitored_repo,
+    monitoring,
+    predict_all,
+    send_labels,
+)
+from tests.payload_helpers import wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -65,15 +76,18 @@ def browser(tmp_path: Path) -> Iterator[BrowserContext]:
             context.close()
 
 
-def _shoot(page: Page, name: str, tmp_path: Path) -> None:
-    """The page's screenshot: into docs/images/ when it is missing there or with
-    MODELSERVE_SCREENSHOTS=1 (then commit it), else beside the test's files, so that running
-    the suite leaves the worktree clean."""
+def _shoot(page: Page, name: str, tmp_path: Path, part: Locator | None = None) -> None:
+    """The page's screenshot (or of its ``part``): into docs/images/ when it is missing there
+    or with MODELSERVE_SCREENSHOTS=1 (then commit it), else beside the test's files, so that
+    running the suite leaves the worktree clean."""
     target = IMAGES / name
     if target.exists() and os.environ.get("MODELSERVE_SCREENSHOTS") != "1":
         target = tmp_path / name
     target.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(target), full_page=True)
+    if part is not None:
+        part.screenshot(path=str(target))
+    else:
+        page.screenshot(path=str(target), full_page=True)
     assert target.stat().st_size > 10_000
 
 
@@ -166,6 +180,84 @@ def test_the_model_page_buttons_unload_and_load_from_the_keyboard(
         f"{ui_server.http}/ui/models/python_add/unload", headers={"sec-fetch-site": "cross-site"}
     )
     assert refused.status_code == 403
+
+
+def test_a_monitored_model_page_shows_accuracy_and_drift_as_labels_arrive(
+    model_repo: Path, tmp_path: Path, serve: Servers, browser: BrowserContext
+) -> None:
+    repo = monitored_repo(
+        model_repo,
+        tmp_path / "repo",
+        {"reference": "reference.csv", "window": {"rows": 200, "seconds": 600}},
+    )
+    server = serve(repo, ui=True, state_dir=tmp_path / "state")
+    page = browser.new_page()
+    page.goto(f"{server.http}/ui/models/iris")
+    section = page.locator("#monitoring")
+    assert "no window tested yet" in section.inner_text()
+    assert page.locator("#monitoring-drift tbody").inner_text().strip() == "None yet."
+    rows, truth = in_distribution(300)
+    predicted = predict_all(server.http, "iris", rows[:200], "dash")
+    # the first window closes at exactly 200 rows, before any shifted row comes
+    wait_for(
+        lambda: monitoring(server.http, "iris")["versions"]["1"]["drift"].get("window") == "closed"
+    )
+    first = monitoring(server.http, "iris")["versions"]["1"]["drift"]
+    assert first["window"] == "closed" and first["window_rows"] == 200
+    shifted = rows[200:].copy()
+    shifted[:, 2] += 3  # the second window: feature 2 moved far from the training data
+    predicted += predict_all(server.http, "iris", shifted, "dash", start=200)
+    labels = [{"id": f"dash-{i}", "label": int(t)} for i, t in enumerate(truth[:240])]
+    assert send_labels(server.http, "iris", labels)["accepted"] == 240
+    right = sum(int(p == t) for p, t in zip(predicted[:240], truth[:240], strict=True))
+    accuracy = f"{right / 240:.4g}"
+    # the page refreshes itself (every 2 s; the store is read again after 5 s): no reload
+    all_time = page.locator("#monitoring-accuracy tbody tr", has_text="all time")
+    all_time.filter(has_text=accuracy).wait_for(timeout=30_000)
+    assert "240" in all_time.inner_text()
+    # every row written (the figures are read every 5 s: wait for the last of them)
+    version = page.locator("#monitoring-versions tbody tr", has_text="80.0 %")
+    version.wait_for(timeout=30_000)
+    assert "300" in version.inner_text() and "80.0 %" in version.inner_text()
+    # one feature of four: the model itself drifts from drift_share (0.5) of its features on
+    assert "1 of 4 features drifted, fewer than drift_share (open window, 100 rows)" in (
+        version.inner_text()
+    )
+    drift = page.locator("#monitoring-drift tbody tr")
+    assert drift.count() == 4
+    drifted = page.locator("#monitoring-drift tbody tr.alert")
+    assert drifted.count() == 1 and "input[2]" in drifted.inner_text()
+    assert "ks" in drifted.inner_text()
+    document = httpx.get(f"{server.http}/ui/api/models/iris").json()["monitoring"]
+    assert document["versions"]["1"]["labelled"] == 240
+    assert document["versions"]["1"]["drift"]["features"]["input[2]"]["drifted"] is True
+    whole = page.locator("section", has=page.locator("#monitoring"))
+    _shoot(page, "dashboard-monitoring.png", tmp_path, whole)
+
+
+def test_the_overview_shows_each_versions_validation_verdict(
+    tmp_path: Path, serve: Servers, model_repo: Path
+) -> None:
+    folder = classifier(tmp_path / "repo", [1])
+    shutil.copytree(model_repo / "iris_onnx", tmp_path / "repo" / "iris_onnx")
+    server = serve(tmp_path / "repo", ui=True, model_control_mode="explicit",
+                   load_models=("clf", "iris_onnx"))  # fmt: skip
+    (folder / "2").mkdir()
+    (folder / "2" / "bad").write_text("")  # answers 0 whatever the input: fails its gate
+    reply = httpx.post(f"{server.http}/v2/repository/models/clf/load", timeout=60)
+    assert reply.status_code == 400, reply.text
+    rows = {
+        (m["model"], m["version"]): m
+        for m in httpx.get(f"{server.http}/ui/api/summary").json()["models"]
+    }
+    assert rows[("clf", "1")]["validation"] == "passed"
+    assert "accuracy 1 >= min 0.9" in rows[("clf", "1")]["validation_detail"]
+    assert rows[("clf", "2")]["validation"] == "failed"
+    assert rows[("clf", "2")]["validation_detail"].startswith("accuracy 0.")
+    assert rows[("iris_onnx", "1")]["validation"] is None  # no gate in its model.yaml
+    html = httpx.get(f"{server.http}/ui").text
+    assert '<td data-key="validation" class="ok" title="accuracy 1 &gt;= min 0.9' in html
+    assert '<td data-key="validation" class="alert" title="accuracy 0.' in html
 
 
 @pytest.fixture(scope="module")

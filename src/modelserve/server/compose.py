@@ -64,7 +64,11 @@ class Server:
         self.dashboard: Dashboard | None = None
         if settings.ui:
             data = DashboardData(
-                self.dataplane, observability, self.payloads, settings.model_control_mode
+                self.dataplane,
+                observability,
+                self.payloads,
+                settings.model_control_mode,
+                monitoring=self.monitoring,
             )
             self.dashboard = Dashboard(data, self.dataplane, self.auth)
         self.rest_app = RestApp(

@@ -112,16 +112,16 @@ class Dashboard:
         if parts[0] == "static" and len(parts) == 2:
             return _static(parts[1])
         if parts[0] == "models" and len(parts) == 2:
-            doc = self.data.model(parts[1])
+            doc = await self.data.model(parts[1])
             explicit = self.data.control_mode == "explicit"
             return Reply(200, model_page(doc, explicit), [(b"content-type", HTML)])
         if parts[0] == "api":
             if parts[1:] == ["summary"]:
                 return json_reply(self.data.summary())
             if len(parts) == 3 and parts[1] == "models":
-                return json_reply(self.data.model(parts[2]))
+                return json_reply(await self.data.model(parts[2]))
             if len(parts) == 4 and parts[1] == "models" and parts[3] == "minutes":
-                return json_reply(self.data.model(parts[2], "minute"))
+                return json_reply(await self.data.model(parts[2], "minute"))
         raise NotFound(f"no route for {request.path}")
 
     @staticmethod

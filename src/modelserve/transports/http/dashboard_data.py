@@ -7,6 +7,11 @@ each worker keeps its own ring buffer and writes it every 2 s to the shared metr
 written in the last ``SHARED_FRESH_S`` seconds, so requests, errors, latency quantiles and
 batch sizes cover all workers. Model states, queue depths, process figures and payload sinks are
 those of the worker that answers (every worker loads the same models).
+
+A model's monitoring figures (accuracy, label coverage, drift: monitoring/service.py) come from
+the prediction store every worker shares; they are read at most every ``MONITORING_TTL_S``
+seconds per model, so a page polling every 2 s does not query the store each time. The
+validation verdict is the version's own gate report (serving/gates.py), kept in memory.
 """
 
 from __future__ import annotations
@@ -20,17 +25,21 @@ from typing import Any
 import orjson
 
 from modelserve.dataplane import DataPlane
-from modelserve.errors import NotFound, ServerError
+from modelserve.errors import FailedPrecondition, NotFound, ServerError
 from modelserve.monitoring.payloads import PayloadLogging
+from modelserve.monitoring.service import Monitoring
 from modelserve.observability import Observability
 from modelserve.observability.timeseries import SHARED_PREFIX, Point, imported
 
-__all__ = ["RECENT_S", "SHARED_FRESH_S", "DashboardData"]
+__all__ = ["MONITORING_TTL_S", "RECENT_S", "SHARED_FRESH_S", "DashboardData"]
 
 RECENT_S = 10
 """The overview's rates and quantiles cover the last this many seconds."""
 SHARED_FRESH_S = 10.0
 """A worker's shared file older than this is a worker that is gone."""
+MONITORING_TTL_S = 5.0
+"""A model's monitoring figures are read from the store again after this long (the monitoring
+service refreshes its own gauges as often)."""
 
 
 def _series(points: list[Point], seconds: int) -> dict[str, list[Any]]:
@@ -65,10 +74,13 @@ class DashboardData:
         observability: Observability,
         payloads: PayloadLogging | None = None,
         control_mode: str = "none",
+        monitoring: Monitoring | None = None,
     ) -> None:
         self._dp = dataplane
         self._obs = observability
         self._payloads = payloads
+        self._monitoring = monitoring
+        self._monitoring_read: dict[str, tuple[float, dict[str, Any] | None]] = {}
         self.control_mode = control_mode
         self._started = time.time()
         self._cpu_at = (time.monotonic(), time.process_time())
@@ -144,7 +156,7 @@ class DashboardData:
                     else "onnx"
                     if runtime == "onnx"
                     else "native",
-                    "validation": None,
+                    **self._validation(*key),
                     "requests_per_s": figures["requests_per_s"],
                     "p50_ms": figures["p50_ms"],
                     "p99_ms": figures["p99_ms"],
@@ -170,9 +182,49 @@ class DashboardData:
             "payload_sinks": self._payloads.report() if self._payloads is not None else [],
         }
 
-    def model(self, name: str, resolution: str = "second") -> dict[str, Any]:
+    def _validation(self, name: str, version: str) -> dict[str, Any]:
+        """The verdict of the version's validation gate (``passed``, ``failed``, None without
+        a gate) and, in words, what failed or every check's outcome."""
+        try:
+            report = self._dp.validation_report(name, version)
+        except ServerError:
+            return {"validation": None, "validation_detail": ""}
+        checks = [str(check.get("message", "")) for check in report.get("checks", [])]
+        if report.get("passed"):
+            detail = "; ".join(c for c in checks if c) or "; ".join(report.get("notes", []))
+            return {"validation": "passed", "validation_detail": detail}
+        failures = report.get("failures") or checks
+        return {"validation": "failed", "validation_detail": "; ".join(failures)}
+
+    async def monitoring(self, name: str) -> dict[str, Any] | None:
+        """The monitoring API's document of ``name`` (docs/monitoring.md), read again at most
+        every ``MONITORING_TTL_S`` s; None when the model is not monitored, ``{"error": …}``
+        when the store cannot be read."""
+        if self._monitoring is None:
+            return None
+        now = time.monotonic()
+        cached = self._monitoring_read.get(name)
+        if cached is not None and now - cached[0] < MONITORING_TTL_S:
+            return cached[1]
+        document: dict[str, Any] | None
+        try:
+            document = await self._monitoring.report(name)
+        except FailedPrecondition:
+            document = None
+        except ServerError as exc:  # the store cannot be read now: say so, ask again next time
+            return {"error": exc.message}
+        self._monitoring_read = {
+            model: entry
+            for model, entry in self._monitoring_read.items()
+            if now - entry[0] < MONITORING_TTL_S
+        }
+        self._monitoring_read[name] = (now, document)
+        return document
+
+    async def model(self, name: str, resolution: str = "second") -> dict[str, Any]:
         """One model: its versions' series (``second``: 15 min at 1 s; ``minute``: 24 h at
-        1 min) and its repository configuration. NotFound for a model the repository lacks."""
+        1 min), its repository configuration and its monitoring figures. NotFound for a model
+        the repository lacks."""
         if resolution not in ("second", "minute"):
             raise NotFound("resolution must be 'second' or 'minute'")
         rows = [r for r in self._dp.repository_index() if r.name == name]
@@ -198,6 +250,7 @@ class DashboardData:
             ],
             "config": config,
             "model_control_mode": self.control_mode,
+            "monitoring": await self.monitoring(name),
         }
 
 

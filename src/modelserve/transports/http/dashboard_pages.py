@@ -1,9 +1,10 @@
 """The dashboard's HTML, rendered on the server from the JSON documents (dashboard_data.py).
 
 Every table is in the HTML as sent, so the pages read without JavaScript; dashboard.js then
-refreshes them every 2 s and draws the charts with the vendored uPlot (static/). Semantic
-tables with captions and scoped headers, labelled buttons in forms (keyboard-usable, working
-without JavaScript), one column on a narrow window.
+refreshes them every 2 s (the overview's from the JSON summary; the model page's by fetching the
+page again and swapping in its ``data-live`` elements) and draws the charts with the vendored
+uPlot (static/). Semantic tables with captions and scoped headers, labelled buttons in forms
+(keyboard-usable, working without JavaScript), one column on a narrow window.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import json
 from html import escape
 from typing import Any
+
+from modelserve.transports.http.dashboard_monitoring import monitoring_section
 
 __all__ = ["model_page", "overview_page"]
 
@@ -99,6 +102,12 @@ def _model_row(row: dict[str, Any]) -> str:
             cells.append(f'<th scope="row">{link}</th>')
         elif key == "state" and row.get("reason"):
             cells.append(f'<td title="{escape(row["reason"])}">{_text(value)}</td>')
+        elif key == "validation" and value is not None:
+            detail = escape(row.get("validation_detail", ""), quote=True)
+            cells.append(
+                f'<td data-key="{key}" class="{"ok" if value == "passed" else "alert"}" '
+                f'title="{detail}">{_text(value)}</td>'
+            )
         else:
             cells.append(f'<td data-key="{key}">{_text(value)}</td>')
     return f"<tr>{''.join(cells)}</tr>"
@@ -164,7 +173,8 @@ def model_page(doc: dict[str, Any], admin_buttons: bool) -> bytes:
     )
     versions = (
         '<section aria-labelledby="versions-h"><h2 id="versions-h">Versions</h2>'
-        '<div class="scroll"><table id="versions"><caption>Versions of this model</caption>'
+        '<div class="scroll" id="versions-live" data-live><table id="versions">'
+        "<caption>Versions of this model</caption>"
         '<thead><tr><th scope="col">Version</th><th scope="col">State</th>'
         '<th scope="col">Reason</th><th scope="col">Seconds recorded</th></tr></thead>'
         f"<tbody>{rows}</tbody></table></div></section>"
@@ -198,4 +208,5 @@ def model_page(doc: dict[str, Any], admin_buttons: bool) -> bytes:
     model_json = json.dumps(name).replace("<", "\\u003c")  # no </script> inside
     script = f'<script>window.MS_PAGE = "model"; window.MS_MODEL = {model_json};</script>'
 
-    return _page(f"Model {name}", versions + buttons + live + config_section, script, charts=True)
+    body = versions + buttons + live + monitoring_section(doc.get("monitoring")) + config_section
+    return _page(f"Model {name}", body, script, charts=True)

@@ -40,6 +40,10 @@
       COLUMNS.forEach(function (key) {
         var td = cell("td", m[key], key);
         if (key === "state" && m.reason) td.title = m.reason;
+        if (key === "validation" && m.validation) {
+          td.title = m.validation_detail || "";
+          td.className = m.validation === "passed" ? "ok" : "alert";
+        }
         tr.appendChild(td);
       });
       return tr;
@@ -130,11 +134,29 @@
     });
   }
 
+  // the page's tables (versions, monitoring): the page again, its [data-live] elements swapped in
+  // where their content changed (buttons and focus sit outside them and stay)
+  function refreshLive() {
+    return fetch(location.pathname, { credentials: "same-origin", cache: "no-store" })
+      .then(function (r) { if (!r.ok) throw new Error(location.pathname + ": " + r.status); return r.text(); })
+      .then(function (html) {
+        var fresh = new DOMParser().parseFromString(html, "text/html");
+        document.querySelectorAll("[data-live]").forEach(function (el) {
+          var next = fresh.getElementById(el.id);
+          if (next && next.innerHTML !== el.innerHTML) el.replaceWith(document.importNode(next, true));
+        });
+      });
+  }
+
   function loop() {
     var page = window.MS_PAGE, job;
     if (page === "overview") job = get("/ui/api/summary").then(renderOverview);
-    else if (page === "model") job = get("/ui/api/models/" + encodeURIComponent(window.MS_MODEL)).then(drawCharts);
-    else return;
+    else if (page === "model") {
+      job = Promise.all([
+        get("/ui/api/models/" + encodeURIComponent(window.MS_MODEL)).then(drawCharts),
+        refreshLive()
+      ]);
+    } else return;
     job.catch(function (e) { console.warn(e); }).then(function () { setTimeout(loop, REFRESH_MS); });
   }
 
