@@ -345,16 +345,18 @@ class _Judge:
         p_pass = math.nan
         if self.promote == "confident":
             p_pass = float(stats.mannwhitneyu(self.cand_ms, scaled, alternative="less").pvalue)
-        ratio = float(np.median(self.cand_ms) / np.median(self.base_ms))
+        base_median = float(np.median(self.base_ms))
+        ratio = float(np.median(self.cand_ms)) / base_median if base_median > 0 else None
         self.figures.update(
             latency_increase_limit=limit,
-            latency_median_ratio=ratio if math.isfinite(ratio) else None,
+            latency_median_ratio=ratio,
             latency_slower_share=slower,
             latency_p_value=float(greater.pvalue),
             latency_pass_p_value=p_pass if math.isfinite(p_pass) else None,
         )
+        observed = f"median latency x{ratio:.2f} the baseline's" if ratio is not None else "latency"
         what = (
-            f"median latency x{ratio:.2f} the baseline's vs limit x{1 + limit:.2f} "
+            f"{observed} vs limit x{1 + limit:.2f} "
             f"(P(slower than baseline x{1 + limit:.2f}) = {slower:.2f}, "
             f"p = {float(greater.pvalue):.2g})"
         )

@@ -250,6 +250,14 @@ def test_latency_checks_wait_for_enough_durations() -> None:
     assert verdict.reason == "waiting for data: p99: 20 durations sampled"
 
 
+def test_durations_of_zero_do_not_break_the_latency_test() -> None:
+    zero = ArmSample(200, 0, [0.0] * 200)
+    verdict = judge(zero, zero, Checks(max_latency_increase=0.2), min_requests=200, look=4, looks=4)
+    assert verdict.verdict == "promote", verdict.reason
+    assert verdict.figures["latency_median_ratio"] is None
+    assert verdict.reason.startswith("latency vs limit x1.20")
+
+
 def test_no_checks_promote_once_the_arms_have_their_requests() -> None:
     arm = ArmSample(200, 0, [])
     verdict = judge(arm, arm, Checks(), min_requests=200, look=1, looks=4)
