@@ -36,9 +36,16 @@ import numpy as np
 import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from modelserve.types import InferenceRequest, InferenceResponse, Tensor
+from modelserve.serving.shared_memory import BYTE_SIZE, OFFSET, REGION
+from modelserve.types import (
+    InferenceRequest,
+    InferenceResponse,
+    Parameters,
+    RequestedOutput,
+    Tensor,
+)
 
-__all__ = ["ABS_DIFF_BUCKETS", "Comparison", "ShadowMirror", "compare_outputs"]
+__all__ = ["ABS_DIFF_BUCKETS", "Comparison", "ShadowMirror", "compare_outputs", "detached"]
 
 log = logging.getLogger(__name__)
 
@@ -87,11 +94,14 @@ class Comparison:
 
 
 def compare_outputs(primary: InferenceResponse, shadow: InferenceResponse) -> Comparison:
-    """Compare the outputs the primary returned with the shadow's of the same name."""
+    """Compare the outputs the primary returned with the shadow's of the same name (those the
+    primary wrote to shared memory are not compared: their data are the client's now)."""
     result = Comparison()
     answers = {t.name: t for t in shadow.outputs}
     differences: list[npt.NDArray[np.float64]] = []
     for expected in primary.outputs:
+        if expected.parameters and REGION in expected.parameters:
+            continue
         got = answers.get(expected.name)
         if got is None or got.data.shape != expected.data.shape:
             result.mismatched.append(expected.name)
@@ -113,6 +123,44 @@ def compare_outputs(primary: InferenceResponse, shadow: InferenceResponse) -> Co
     if differences:
         result.differences = np.concatenate(differences)
     return result
+
+
+def _without_shared_memory(parameters: Parameters) -> dict[str, str | int | float | bool]:
+    return {k: v for k, v in parameters.items() if k not in (REGION, BYTE_SIZE, OFFSET)}
+
+
+def detached(request: InferenceRequest) -> InferenceRequest:
+    """The copy a shadow runs: inputs the primary read from shared memory keep the data read
+    (never read again: the client may have reused the region), outputs asked into shared memory
+    come back in the answer instead (a shadow must never write into the client's region)."""
+    inputs_shm = any(t.parameters and REGION in t.parameters for t in request.inputs)
+    outputs_shm = request.outputs is not None and any(
+        REGION in o.parameters for o in request.outputs
+    )
+    if not inputs_shm and not outputs_shm:
+        return request
+    inputs = tuple(
+        Tensor(t.name, t.datatype, t.shape, t.data, _without_shared_memory(t.parameters))
+        if t.parameters and REGION in t.parameters
+        else t
+        for t in request.inputs
+    )
+    outputs = request.outputs
+    if outputs is not None:
+        outputs = tuple(
+            RequestedOutput(o.name, _without_shared_memory(o.parameters))
+            if REGION in o.parameters
+            else o
+            for o in outputs
+        )
+    return InferenceRequest(
+        request.model_name,
+        inputs,
+        request.model_version,
+        request.id,
+        request.parameters,
+        outputs,
+    )
 
 
 # ---- per-version figures -----------------------------------------------------------------------
@@ -371,7 +419,7 @@ class ShadowMirror:
         figures = self._figures_of(copy.model, copy.version)
         try:
             async with asyncio.timeout(self._timeout_s):
-                answer = await self._infer(copy.request, copy.version)
+                answer = await self._infer(detached(copy.request), copy.version)
         except Exception as exc:
             figures.failed += 1
             self._metrics.requests.labels(copy.model, copy.version, "failed").inc()

@@ -17,7 +17,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from modelserve.routing.shadow import ShadowMirror, compare_outputs
-from modelserve.types import InferenceRequest, InferenceResponse, Tensor
+from modelserve.types import InferenceRequest, InferenceResponse, RequestedOutput, Tensor
 from tests.harness import write_python_model
 from tests.unit.serving_stack import Stack, open_stack
 
@@ -243,6 +243,38 @@ async def test_a_regressors_absolute_differences(stack: Stack) -> None:
     assert by_bound["1.0"] == 200
     total = samples(registry, "modelserve_shadow_abs_difference_sum")
     assert next(iter(total.values())) == pytest.approx(expected.sum(), rel=1e-9)
+
+
+async def test_a_copy_never_touches_the_clients_shared_memory(stack: Stack) -> None:
+    """The primary read its input from a shared-memory region and wrote its output into one
+    (the dataplane leaves the region parameters on the tensors it read): the copy runs on the
+    data already read and answers in the response, and the output the client holds in its
+    region is not compared."""
+    mirror = mirror_of(stack)
+    await mirror.start()
+    data = np.asarray([[0.9, 0.9]], dtype=np.float32)
+    region = {"shared_memory_region": "client", "shared_memory_byte_size": 8}
+    sent = InferenceRequest(
+        "m",
+        (Tensor("x", "FP32", data.shape, data, region),),
+        outputs=(RequestedOutput("label"), RequestedOutput("score", region)),
+    )
+    label = np.asarray([1], dtype=np.int64)
+    primary = InferenceResponse(
+        "m",
+        "1",
+        (
+            Tensor("label", "INT64", (1,), label),
+            Tensor("score", "FP32", (1,), np.empty(0, dtype=np.float32), region),
+        ),
+    )
+    assert mirror.offer("m", "3", sent, primary)
+    await wait_until(lambda: mirror.stats("m")["mirrored"] + mirror.stats("m")["failed"] == 1)
+    await mirror.stop()
+    stats = mirror.stats("m")
+    assert (stats["mirrored"], stats["failed"], stats["mismatched"]) == (1, 0, 0)
+    assert (stats["rows"], stats["agreement_ratio"], stats["abs_diff"]) == (1, 1.0, None)
+    assert sent.inputs[0].parameters == region, "the primary's request is left as it was"
 
 
 def test_compare_outputs_by_name_and_kind() -> None:
