@@ -271,19 +271,29 @@ class _Metrics:
             buckets=ABS_DIFF_BUCKETS,
             registry=registry,
         )
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: Counter | Gauge | Histogram, *labels: str) -> Any:
+        """``metric.labels(*labels)``, kept: its lookup costs more than the update (a child is
+        still made only on first use, so no empty series shows up)."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def observe(self, model: str, version: str, comparison: Comparison) -> None:
         if comparison.rows:
             agreed, rows = comparison.agreed, comparison.rows
             if agreed:
-                self.comparisons.labels(model, version, "agree").inc(agreed)
+                self.child(self.comparisons, model, version, "agree").inc(agreed)
             if rows > agreed:
-                self.comparisons.labels(model, version, "disagree").inc(rows - agreed)
+                self.child(self.comparisons, model, version, "disagree").inc(rows - agreed)
         values = comparison.differences
         if len(values):
             # One bulk add instead of an observe (two locks) per element: the same internals
             # observability/accumulate.py relies on.
-            child = self.abs_difference.labels(model, version)
+            child = self.child(self.abs_difference, model, version)
             counts = np.bincount(
                 np.searchsorted(ABS_DIFF_BUCKETS, values, side="left"),
                 minlength=len(ABS_DIFF_BUCKETS) + 1,
@@ -400,8 +410,9 @@ class ShadowMirror:
 
     def _drop(self, model: str, version: str, figures: _Figures | None = None) -> None:
         (figures or self._figures_of(model, version)).dropped += 1
-        self._metrics.dropped.labels(model, version).inc()
-        self._metrics.requests.labels(model, version, "dropped").inc()
+        metrics = self._metrics
+        metrics.child(metrics.dropped, model, version).inc()
+        metrics.child(metrics.requests, model, version, "dropped").inc()
 
     # ---- the copies --------------------------------------------------------------------------
 
@@ -422,17 +433,17 @@ class ShadowMirror:
                 answer = await self._infer(detached(copy.request), copy.version)
         except Exception as exc:
             figures.failed += 1
-            self._metrics.requests.labels(copy.model, copy.version, "failed").inc()
+            self._metrics.child(self._metrics.requests, copy.model, copy.version, "failed").inc()
             log.debug("shadow copy on %s version %s failed: %s", copy.model, copy.version, exc)
             return
         figures.mirrored += 1
-        self._metrics.requests.labels(copy.model, copy.version, "success").inc()
+        self._metrics.child(self._metrics.requests, copy.model, copy.version, "success").inc()
         comparison = compare_outputs(copy.primary, answer)
         figures.add(comparison)
         self._metrics.observe(copy.model, copy.version, comparison)
         ratio = figures.agreement_ratio
         if ratio is not None:
-            self._metrics.agreement.labels(copy.model, copy.version).set(ratio)
+            self._metrics.child(self._metrics.agreement, copy.model, copy.version).set(ratio)
 
     # ---- figures -----------------------------------------------------------------------------
 
