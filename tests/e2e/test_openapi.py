@@ -3,7 +3,6 @@ serves, and schemathesis fuzzes the API from that description: no 5xx, server al
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import httpx
@@ -122,10 +121,9 @@ def test_fuzz_the_rest_api_from_its_description(api_server: RunningServer) -> No
                     )
     failures: list[str] = []
     statuses: list[int] = []
-    started = time.monotonic()
 
     @settings(
-        max_examples=200,
+        max_examples=120,  # bounded by count, not time: a loaded machine runs them all, slower
         deadline=None,
         database=None,
         derandomize=True,
@@ -133,8 +131,6 @@ def test_fuzz_the_rest_api_from_its_description(api_server: RunningServer) -> No
     )
     @given(case=st.one_of(*strategies))
     def run(case: schemathesis.Case) -> None:
-        if time.monotonic() - started > 50:
-            return  # bounded: the examples run so far count
         response = case.call(base_url=base_url, timeout=10)
         statuses.append(response.status_code)
         if response.status_code >= 500:
