@@ -208,10 +208,13 @@ class DataPlane:
     async def _infer(self, request: InferenceRequest) -> InferenceResponse:
         started = time.perf_counter_ns()
         model: LoadedModel | None = None
+        arm: str | None = None
         try:
             if not self._accepting:
                 raise Unavailable("the server is shutting down")
-            model = self._router.resolve(request.model_name, request.model_version)
+            model, arm = self._router.route(
+                request.model_name, request.model_version, request.parameters
+            )
             if any(t.parameters and REGION in t.parameters for t in request.inputs):
                 request.inputs = read_inputs(self.shared_memory, request.inputs)
             if model.stream_slots is not None:
@@ -242,8 +245,10 @@ class DataPlane:
                 self._observability.infer_cached(
                     model.name, model.version, batch or 1, started, lookup.took(), request.id
                 )
+                if arm is not None:
+                    self._router.observe(model.name, model.version, arm, None, _ms(started))
                 if self.events.active:
-                    self.events.succeeded(request, model.version, outputs, started)
+                    self.events.succeeded(request, model.version, outputs, started, arm)
                 return InferenceResponse(model.name, model.version, outputs, request.id)
             submitted = time.perf_counter_ns()
             if sequence is None:
@@ -266,10 +271,12 @@ class DataPlane:
             self._record_failure(
                 request.model_name, request.model_version, model, code, started, request.id
             )
+            if arm is not None and model is not None:
+                self._router.observe(model.name, model.version, arm, code, _ms(started))
             if self.events.active:
                 message = exc.message if isinstance(exc, ServerError) else "internal server error"
                 version = model.version if model is not None else ""
-                self.events.failed(request, version, code, message, started)
+                self.events.failed(request, version, code, message, started, arm)
             raise
         self._observability.infer_succeeded(
             model.name,
@@ -282,8 +289,10 @@ class DataPlane:
             request.id,
             cache_miss_ns=miss_ns,
         )
+        if arm is not None:
+            self._router.observe(model.name, model.version, arm, None, _ms(started))
         if self.events.active:
-            self.events.succeeded(request, model.version, response.outputs, started)
+            self.events.succeeded(request, model.version, response.outputs, started, arm)
         return response
 
     def is_decoupled(self, name: str, version: str = "") -> bool:
@@ -516,6 +525,10 @@ def _next_response(model: LoadedModel, responses: Iterator[Arrays]) -> Arrays | 
         raise InvalidArgument(f"model '{model.name}' rejected the input: {exc}") from exc
     except Exception as exc:
         raise InternalError(f"model '{model.name}' failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _ms(started_ns: int) -> float:
+    return (time.perf_counter_ns() - started_ns) / 1e6
 
 
 def _deadline(parameters: Parameters, default_timeout_ms: int) -> float | None:

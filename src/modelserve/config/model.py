@@ -11,6 +11,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from modelserve.config.experiment import ExperimentConfig
 from modelserve.config.monitoring import MonitoringConfig
 from modelserve.config.payload import PayloadLoggingConfig
 from modelserve.config.validation import Validation
@@ -393,6 +394,11 @@ class ModelConfig(BaseModel):
         default=None,
         description="Held-out data a version must do well enough on, while it loads, before it "
         "takes traffic (docs/validation.md).",
+    )
+    experiment: ExperimentConfig | None = Field(
+        default=None,
+        description="A traffic experiment between versions: a fixed split, sticky routing, "
+        "shadow traffic, a canary that promotes or rolls back by itself (docs/experiments.md).",
     )
 
     @model_validator(mode="after")

@@ -49,6 +49,7 @@ from modelserve.types import EMPTY_PARAMS, InferenceRequest, Parameters, Tensor
 __all__ = [
     "BYTES_ELEMENT_ESTIMATE",
     "EVENT_OVERHEAD_BYTES",
+    "EXPERIMENT_STATUS",
     "EventBus",
     "InferenceEvent",
     "Subscription",
@@ -62,6 +63,9 @@ BYTES_ELEMENT_ESTIMATE = 64
 only references, so the true size would need a pass over the elements)."""
 EVENT_OVERHEAD_BYTES = 512
 """Bytes counted per event besides its tensors (the event, its strings and dicts)."""
+EXPERIMENT_STATUS = "experiment"
+"""The status of an event that records a traffic experiment's decision (no tensors; the
+verdict, reason and figures as its parameters): routing/controller.py."""
 
 
 @dataclass(slots=True, eq=False)
@@ -308,14 +312,21 @@ class EventBus:
     # ---- publishing (the dataplane) ----------------------------------------------------------
 
     def succeeded(
-        self, request: InferenceRequest, version: str, outputs: tuple[Tensor, ...], started_ns: int
+        self,
+        request: InferenceRequest,
+        version: str,
+        outputs: tuple[Tensor, ...],
+        started_ns: int,
+        arm: str | None = None,
     ) -> None:
-        """An answered request of ``request.model_name``, served by ``version``."""
+        """An answered request of ``request.model_name``, served by ``version`` (the
+        experiment ``arm`` that chose it, if any)."""
         try:
             route = self._routes.get(request.model_name, self._wildcard)
             if route.targets:
                 draw = random.random() if route.min_rate < 1.0 else 0.0
                 event = self._event(request, version, outputs, SUCCESS, None, None, started_ns)
+                event.arm = arm
                 self._publish(route, event, draw)
         except Exception:
             self._failed_to_publish()
@@ -327,6 +338,7 @@ class EventBus:
         code: ErrorCode,
         message: str,
         started_ns: int | None,
+        arm: str | None = None,
     ) -> None:
         """A request that failed with ``code`` (inputs are empty when it was never decoded)."""
         try:
@@ -335,6 +347,7 @@ class EventBus:
                 draw = random.random() if route.min_rate < 1.0 else 0.0
                 status = OUTCOMES[code]
                 event = self._event(request, version, (), status, code, message, started_ns)
+                event.arm = arm
                 self._publish(route, event, draw)
         except Exception:
             self._failed_to_publish()

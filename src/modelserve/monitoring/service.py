@@ -31,7 +31,12 @@ from modelserve.errors import FailedPrecondition, InvalidArgument, Unavailable
 from modelserve.monitoring.accuracy import Figures, classification, regression
 from modelserve.monitoring.alerts import ALERT_STATUS, Alert, Alerts
 from modelserve.monitoring.drift import DriftTester, WindowResult
-from modelserve.monitoring.events import EventBus, InferenceEvent, Subscription
+from modelserve.monitoring.events import (
+    EXPERIMENT_STATUS,
+    EventBus,
+    InferenceEvent,
+    Subscription,
+)
 from modelserve.monitoring.features import FeatureWindow, layout_for
 from modelserve.monitoring.metrics import MonitoringMetrics
 from modelserve.monitoring.predictions import Target, label_rows, prediction_rows, target_for
@@ -240,7 +245,7 @@ class Monitoring:
         models = self._models
         touched: set[tuple[str, str]] = set()
         for event in batch:
-            if event.code is not None or event.status == ALERT_STATUS:
+            if event.code is not None or event.status in (ALERT_STATUS, EXPERIMENT_STATUS):
                 continue
             model = models.get(event.model)
             if model is None:

@@ -189,6 +189,13 @@ class Store(Protocol):
         several processes swapping at once, one sees each change."""
         ...
 
+    def replace_state(
+        self, namespace: str, key: str, expected: str | None, value: str | None
+    ) -> bool:
+        """Set ``key`` to ``value`` (None: delete it) only if it is ``expected`` now (None:
+        not set), atomically; False when another process changed it first."""
+        ...
+
     def delete_state(self, namespace: str, key: str) -> None: ...
 
     def states(self, namespace: str) -> dict[str, str]: ...

@@ -201,6 +201,27 @@ class SqlStore:
             cur.execute(write, (namespace, key, value, time.time_ns()))
             return None if row is None else str(row[0])
 
+    def replace_state(
+        self, namespace: str, key: str, expected: str | None, value: str | None
+    ) -> bool:
+        read = self._sql("SELECT value FROM state WHERE namespace = ? AND key = ?")
+        write = self._sql(
+            "INSERT INTO state (namespace, key, value, updated_ns) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, "
+            "updated_ns = excluded.updated_ns"
+        )
+        delete = self._sql("DELETE FROM state WHERE namespace = ? AND key = ?")
+        with self._transaction(exclusive=True) as cur:
+            cur.execute(read, (namespace, key))
+            row = cur.fetchone()
+            if (None if row is None else str(row[0])) != expected:
+                return False
+            if value is None:
+                cur.execute(delete, (namespace, key))
+            else:
+                cur.execute(write, (namespace, key, value, time.time_ns()))
+            return True
+
     def delete_state(self, namespace: str, key: str) -> None:
         sql = self._sql("DELETE FROM state WHERE namespace = ? AND key = ?")
         with self._transaction() as cur:

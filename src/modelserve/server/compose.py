@@ -78,6 +78,7 @@ class Server:
             max_tensor_elements=settings.max_tensor_elements,
             dashboard=self.dashboard,
             monitoring=self.core.monitoring,
+            experiments=self.core.experiments,
         )
         self.grpc = GrpcTransport(
             self.dataplane,

@@ -34,6 +34,7 @@ from modelserve.monitoring.sinks.registry import SinkContext
 from modelserve.monitoring.store import default_state_dir
 from modelserve.observability.service import ObservabilityService
 from modelserve.pipelines import PipelineKind
+from modelserve.routing.controller import Experiments
 from modelserve.routing.router import Router
 from modelserve.runtimes.registry import RuntimeRegistry
 from modelserve.scheduling.cache import ResponseCache
@@ -102,8 +103,16 @@ class ServingCore:
             remote=self.remote,
         )
         self.telemetry = ObservabilityService(settings, CollectorRegistry())
-        self.router = Router(self.repository)
         self.events = EventBus()
+        state_dir = settings.state_dir or default_state_dir(settings.model_repository)
+        self.experiments = Experiments(
+            self.repository,
+            self.events,
+            self.telemetry.observability.registry,
+            settings.store,
+            state_dir,
+        )
+        self.router = Router(self.repository, self.experiments)
         self.dataplane = DataPlane(
             self.repository,
             self.router,
@@ -130,12 +139,20 @@ class ServingCore:
             self.events,
             MonitoringMetrics(self.telemetry.observability.registry),
             settings.store,
-            settings.state_dir or default_state_dir(settings.model_repository),
+            state_dir,
         )
         self.telemetry.observability.on_refresh(self.monitoring.refresh)
         # first, so that a model's sinks follow it before anything else awaits
         self.lifecycle.listeners.insert(0, self._apply_monitoring)
         self.lifecycle.listeners.insert(0, self._apply_payload_logging)
+        self.lifecycle.listeners.append(self._apply_experiments)
+
+    async def _apply_experiments(self) -> None:
+        configs = {}
+        for model in self.repository.loaded_models():
+            if model.config.experiment is not None:
+                configs[model.name] = model.config.experiment
+        await self.experiments.apply(configs)
 
     async def _apply_payload_logging(self) -> None:
         configs = {model.name: model.config.logging for model in self.repository.loaded_models()}
@@ -163,6 +180,8 @@ class ServingCore:
     async def load_models(self) -> None:
         """Load the startup models (every model, or ``load_models``), then turn ready."""
         names = self.settings.startup_models
+        await self.experiments.refresh()
+        await self.experiments.start_polling()
         await self.lifecycle.start(list(names) if names is not None else None)
         self.dataplane.set_ready(True)
 
@@ -180,6 +199,7 @@ class ServingCore:
         await self.lifecycle.stop()
         self.dataplane.shared_memory.close()
         await self.payloads.stop(self.settings.shutdown_timeout_s)
+        await self.experiments.close()
         await self.monitoring.stop(self.settings.shutdown_timeout_s)
         idle = await self._shutdown_executor(EXECUTOR_GRACE_S)
         await self.telemetry.stop()

@@ -31,6 +31,7 @@ def test_every_documented_route_has_the_intended_action() -> None:
         "/v2/repository/models/iris/unload": (Action.ADMIN, ""),
         "/v2/models/iris/labels": (Action.FEEDBACK, "iris"),
         "/v2/models/iris/monitoring": (Action.MODEL_READ, "iris"),
+        "/v2/models/iris/experiment": (Action.ADMIN, ""),
     }
     for path in openapi_document()["paths"]:
         concrete = _concrete(path)

@@ -29,10 +29,12 @@ from modelserve.errors import (
 )
 from modelserve.monitoring.service import Monitoring
 from modelserve.observability import Observability, current_request_id
+from modelserve.routing.controller import Experiments
 from modelserve.security.auth import Authenticator
 from modelserve.transports.access import rest_action
 from modelserve.transports.http.dashboard import Dashboard, is_dashboard_path
 from modelserve.transports.http.messages import (
+    JSON,
     OCTETS,
     HttpRequest,
     Reply,
@@ -47,6 +49,8 @@ log = logging.getLogger("modelserve.rest")
 
 HEADER_LENGTH = "inference-header-content-length"
 HEADER_LENGTH_B = HEADER_LENGTH.encode()
+ROUTE_HEADER = b"x-modelserve-route"
+"""On every answer of an inference: ``<model>:<version>``, the version that answered."""
 
 
 def _tensor_meta(spec: TensorSpec) -> dict[str, Any]:
@@ -76,10 +80,13 @@ class RestApp:
         max_tensor_elements: int = DEFAULT_MAX_ELEMENTS,
         dashboard: Dashboard | None = None,
         monitoring: Monitoring | None = None,
+        experiments: Experiments | None = None,
     ) -> None:
         """``dashboard``: the ``/ui`` routes (``--ui``), None when off. ``monitoring``: labels
-        and the monitoring read API (docs/monitoring.md)."""
+        and the monitoring read API (docs/monitoring.md). ``experiments``: the experiments API
+        (docs/experiments.md)."""
         self._dp = dataplane
+        self._experiments = experiments
         self._dashboard = dashboard
         self._monitoring = monitoring
         self._observability = observability
@@ -260,7 +267,29 @@ class RestApp:
             return json_reply(self._dp.validation_report(name, version))
         if action in ("labels", "monitoring") and not version:
             return await self._monitoring_route(request, name, action)
+        if action == "experiment" and not version:
+            return await self._experiment_route(request, name)
         raise NotFound(f"no route for {request.path}")
+
+    async def _experiment_route(self, request: HttpRequest, name: str) -> Reply:
+        """``GET``, ``PUT`` and ``DELETE …/experiment`` (docs/experiments.md)."""
+        method = request.method
+        if method not in ("GET", "HEAD", "PUT", "DELETE"):
+            raise MethodNotAllowed(f"method {method} is not allowed here; use GET, PUT or DELETE")
+        experiments = self._experiments
+        if experiments is None:
+            raise FailedPrecondition("this server runs no traffic experiments")
+        if method == "DELETE":
+            return json_reply(await experiments.act(name, "stop"))
+        if method == "PUT":
+            body = json_object(request.body)
+            if set(body) == {"action"}:
+                action = body["action"]
+                if action not in ("promote", "rollback", "stop"):
+                    raise InvalidArgument("'action' is one of promote, rollback, stop")
+                return json_reply(await experiments.act(name, action))
+            return json_reply(await experiments.start(name, body))
+        return json_reply(await experiments.status(name))
 
     async def _monitoring_route(self, request: HttpRequest, name: str, action: str) -> Reply:
         """``POST …/labels`` and ``GET …/monitoring`` (docs/monitoring.md)."""
@@ -296,12 +325,13 @@ class RestApp:
             raise
         response = await self._dp.infer(decoded)
         payload, json_length = encode_infer_response(response, decoded.parameters, decoded.outputs)
+        route = (ROUTE_HEADER, f"{response.model_name}:{response.model_version}".encode())
         if json_length is None:
-            return Reply(200, payload)
+            return Reply(200, payload, [(b"content-type", JSON), route])
         return Reply(
             200,
             payload,
-            [(b"content-type", OCTETS), (HEADER_LENGTH_B, str(json_length).encode())],
+            [(b"content-type", OCTETS), (HEADER_LENGTH_B, str(json_length).encode()), route],
         )
 
 
