@@ -249,7 +249,9 @@ class DataPlane:
                     self._router.observe(model.name, model.version, arm, None, _ms(started))
                 if self.events.active:
                     self.events.succeeded(request, model.version, outputs, started, arm)
-                return InferenceResponse(model.name, model.version, outputs, request.id)
+                response = InferenceResponse(model.name, model.version, outputs, request.id)
+                self._router.shadow(request, response)
+                return response
             submitted = time.perf_counter_ns()
             if sequence is None:
                 done = await model.batcher.submit(arrays, batch or 1, deadline, model.wanted(specs))
@@ -293,7 +295,30 @@ class DataPlane:
             self._router.observe(model.name, model.version, arm, None, _ms(started))
         if self.events.active:
             self.events.succeeded(request, model.version, response.outputs, started, arm)
+        self._router.shadow(request, response)
         return response
+
+    async def infer_shadow(self, request: InferenceRequest, version: str) -> InferenceResponse:
+        """A shadow copy of an answered request, on ``version`` of the same model (serving,
+        or held after failing its validation gate with ``on_fail: shadow``): through that
+        version's batcher like any request, never cached, never mirrored again. Its answer
+        goes on the event bus with arm ``shadow`` (so the monitoring store keeps the shadow's
+        predictions under the primary's request id, and labels score it too)."""
+        started = time.perf_counter_ns()
+        model = self._repository.mirror_target(request.model_name, version)
+        if model.sequences is not None or model.stream_slots is not None:
+            raise InvalidArgument(f"model '{model.name}' keeps state or streams: not mirrored")
+        arrays = model.check_inputs(request)
+        specs = model.check_requested(request.outputs)
+        classes = model.requested_classes(request.outputs)
+        batch = request.inputs[0].shape[0] if model.max_batch_size > 0 else None
+        done = await model.batcher.submit(arrays, batch or 1, None, model.wanted(specs))
+        outputs = model.build_outputs(done.outputs, specs, batch)
+        if classes:
+            outputs = model.classify(outputs, classes)
+        if self.events.active:
+            self.events.succeeded(request, model.version, outputs, started, "shadow")
+        return InferenceResponse(model.name, model.version, outputs, request.id)
 
     def is_decoupled(self, name: str, version: str = "") -> bool:
         """True when (name, version) is served by a decoupled model (False when unknown: the

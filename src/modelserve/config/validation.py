@@ -100,8 +100,9 @@ class Validation(BaseModel):
     )
     on_fail: Literal["reject", "shadow"] = Field(
         default="reject",
-        description="reject: the version never serves. shadow: needs traffic mirroring, "
-        "which this server does not have yet.",
+        description="reject: the version never serves. shadow: it stays loaded, never "
+        "answers a request, and gets a copy of the model's traffic after each answer, its "
+        "answers compared with the serving version's (docs/experiments.md).",
     )
 
     @field_validator("metrics")
@@ -117,17 +118,6 @@ class Validation(BaseModel):
     def _baseline(cls, value: str) -> str:
         if not COMPARE_PATTERN.match(value):
             raise ValueError("compare_to is 'serving' or 'version:N'")
-        return value
-
-    @field_validator("on_fail")
-    @classmethod
-    def _no_shadow_yet(cls, value: str) -> str:
-        if value == "shadow":
-            raise ValueError(
-                "on_fail: shadow serves a failed version as a mirror of live traffic, which "
-                "needs traffic experiments (mirroring) that this server does not have yet; "
-                "use on_fail: reject"
-            )
         return value
 
     @model_validator(mode="after")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import os
 import random
@@ -25,7 +26,6 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -44,17 +44,19 @@ from modelserve.monitoring.events import EXPERIMENT_STATUS, EventBus, InferenceE
 from modelserve.monitoring.store import Store, open_store
 from modelserve.observability.context import CURRENT, header_values
 from modelserve.routing.experiments import (
+    ARMS,
     HISTORY_MAX,
     ArmTally,
     ExperimentState,
-    Split,
+    Route,
     bucket,
-    percentile,
+    route_of,
 )
+from modelserve.routing.status import accuracy, status_document, step_tallies
 from modelserve.serving.repository import ModelRepository
 from modelserve.types import Parameters
 
-__all__ = ["ARMS", "DEFAULTS", "EXPERIMENTS", "Experiments", "Route", "Tick"]
+__all__ = ["DEFAULTS", "EXPERIMENTS", "Experiments", "Tick"]
 
 log = logging.getLogger("modelserve.experiments")
 
@@ -62,23 +64,9 @@ T = TypeVar("T")
 
 EXPERIMENTS = "experiments"
 """Store namespace: model -> its experiment's record (JSON)."""
-ARMS = "experiment-arms"
-"""Store namespace: ``model/experiment id/step/process`` -> that process's tallies."""
 DEFAULTS = "experiment-defaults"
 """Store namespace: model -> the version a promotion made its default."""
 POLL_S = 0.25
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """A model's active experiment as the hot path uses it."""
-
-    state: ExperimentState
-    split: Split | None
-    header: str | None
-    parameter: str | None
-    mirror: str | None
-    mirror_share: float
 
 
 Tick = Callable[["Experiments", Store, ExperimentState, float], ExperimentState | None]
@@ -119,9 +107,13 @@ class Experiments:
         self._configured: dict[str, ExperimentConfig] = {}
         self.worker = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._task: asyncio.Task[None] | None = None
+        self._failing: tuple[str, int] | None = None
         self._lock = asyncio.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.on_change: list[Callable[[], Awaitable[None]]] = []
+        self.gate_shadows: dict[str, str] = {}
+        """model -> the newest version that failed its validation gate with ``on_fail:
+        shadow`` (set by the server as models load)."""
         self.requests = Counter(
             "modelserve_experiment_requests",
             "Requests answered through a traffic experiment, per version and arm.",
@@ -157,10 +149,12 @@ class Experiments:
         return version
 
     def mirror(self, model: str) -> str | None:
-        """The version a copy of this answered request goes to, or None."""
+        """The version a copy of this answered request goes to, or None: the experiment's
+        ``mirror`` (its share of the requests), else a version that failed its validation gate
+        with ``on_fail: shadow``."""
         route = self._routes.get(model)
         if route is None or route.mirror is None:
-            return None
+            return self.gate_shadows.get(model)
         if route.mirror_share < 1.0 and random.random() >= route.mirror_share:
             return None
         return route.mirror
@@ -302,6 +296,13 @@ class Experiments:
             state.weights = {c.version: c.weight for c in config.candidates}
             state.arms = {c.version: chr(ord("a") + i) for i, c in enumerate(config.candidates)}
         elif config.canary is not None:
+            checks = config.canary.checks
+            timed = checks.max_latency_increase is not None or checks.max_p99_ms is not None
+            if timed and importlib.util.find_spec("scipy") is None:
+                raise FailedPrecondition(
+                    "the canary's latency checks (max_latency_increase, max_p99_ms) need "
+                    "scipy: pip install 'modelserve[monitoring]', or set them to null"
+                )
             baseline = self.default(model) or self._repository.serving(model).version
             candidate = config.canary.version
             if baseline == candidate:
@@ -314,6 +315,9 @@ class Experiments:
             state.weights = {baseline: 100.0 - first, candidate: first}
             state.arms = {baseline: "baseline", candidate: "candidate"}
         state.record(now, "start", f"started ({origin})", {"weights": dict(state.weights)})
+        if config.canary is not None and config.canary.steps[0] >= 100:
+            self.finish(state, now, promoted=True)
+            state.record(now, "promote", "the first step is 100: promoted at once", {})
         return state
 
     def _replace(self, store: Store, model: str, state: ExperimentState, force: bool) -> bool:
@@ -415,57 +419,15 @@ class Experiments:
 
     def document(self, store: Store, state: ExperimentState) -> dict[str, Any]:
         """On the store's thread: the GET answer."""
-        arms: dict[str, Any] = {}
-        tallies = self.step_tallies(store, state)
-        for version in state.weights:
-            tally = tallies.get(version, ArmTally())
-            p99 = percentile(tally.durations_ms, 0.99)
-            arms[version] = {
-                "arm": state.arms.get(version, version),
-                "requests": tally.requests,
-                "errors": tally.errors,
-                "p99_ms": None if p99 is None else round(p99, 3),
-                "accuracy": self.accuracy(store, state, version)[2],
-            }
-        return {
-            "model": state.model,
-            "id": state.id,
-            "origin": state.origin,
-            "state": state.state,
-            "weights": dict(state.weights),
-            "step": state.step,
-            "baseline": state.baseline,
-            "candidate": state.candidate,
-            "started": state.started,
-            "step_started": state.step_started,
-            "spec": state.spec,
-            "history": list(state.history),
-            "arms": arms,
-            "process": {"worker": self.worker, "revision": state.revision},
-        }
+        self._flush(store)
+        return status_document(store, state, self.worker)
 
     def step_tallies(self, store: Store, state: ExperimentState) -> dict[str, ArmTally]:
         """On the store's thread: every process's tallies of the current step, added up."""
         self._flush(store)
-        prefix = f"{state.model}/{state.id}/{state.step or 0}/"
-        found: dict[str, list[dict[str, Any]]] = {}
-        for key, value in store.states(ARMS).items():
-            if key.startswith(prefix):
-                version = key[len(prefix) :].split("/", 1)[0]
-                found.setdefault(version, []).append(orjson.loads(value))
-        return {version: ArmTally.merged(docs) for version, docs in found.items()}
+        return step_tallies(store, state)
 
-    @staticmethod
-    def accuracy(
-        store: Store, state: ExperimentState, version: str
-    ) -> tuple[int, int, float | None]:
-        """(labelled, correct, accuracy) of ``version``'s predictions since the step began,
-        from the monitoring store (0, 0, None when the model is not monitored)."""
-        since = int(state.step_started * 1e9)
-        pairs = store.confusion(state.model, version, since).pairs
-        labelled = sum(pairs.values())
-        correct = sum(n for (prediction, label), n in pairs.items() if prediction == label)
-        return labelled, correct, (round(correct / labelled, 6) if labelled else None)
+    accuracy = staticmethod(accuracy)
 
     # ---- the store's thread ------------------------------------------------------------------
 
@@ -524,7 +486,7 @@ class Experiments:
             try:
                 state = self._states[model] if same else ExperimentState.loads(text)
                 if state.active:
-                    routes[model] = _route(state)
+                    routes[model] = route_of(state)
             except (ValueError, TypeError, KeyError) as exc:
                 log.error("model %s: unreadable experiment record: %s", model, exc)
                 continue
@@ -553,7 +515,13 @@ class Experiments:
                 if state.state != "running" or state.candidate is None:
                     continue
                 before = ExperimentState.loads(self._records[state.model])
-                after = self._tick(self, store, before, now)
+                try:
+                    after = self._tick(self, store, before, now)
+                except Exception as exc:
+                    if self._failing != (state.id, state.revision):
+                        self._failing = (state.id, state.revision)
+                        log.exception("model %s: the canary cannot judge: %s", state.model, exc)
+                    continue
                 if after is not None and self.write(store, before, after):
                     changed = self._sync() or changed
         return changed
@@ -622,21 +590,6 @@ class Experiments:
             await self._call(store.close)
             self._store = None
         self._thread.shutdown(wait=False)
-
-
-def _route(state: ExperimentState) -> Route:
-    config = state.config
-    split = state.split() if state.weights else None
-    sticky = config.sticky
-    mirror = config.mirror
-    return Route(
-        state,
-        split,
-        sticky.header.lower() if sticky is not None and sticky.header is not None else None,
-        sticky.parameter if sticky is not None else None,
-        mirror.version if mirror is not None else None,
-        mirror.percent / 100 if mirror is not None else 0.0,
-    )
 
 
 def raise_none(model: str) -> None:

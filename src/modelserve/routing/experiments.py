@@ -23,16 +23,22 @@ from modelserve.config.experiment import ExperimentConfig, parse_experiment
 
 __all__ = [
     "ACTIVE",
+    "ARMS",
     "BASIS",
     "ENDED",
     "HISTORY_MAX",
     "ArmTally",
     "ExperimentState",
+    "Route",
     "Split",
     "State",
     "bucket",
     "percentile",
+    "route_of",
 ]
+
+ARMS = "experiment-arms"
+"""Store namespace: ``model/experiment id/step/version/process`` -> that process's tallies."""
 
 BASIS = 10_000
 """Points of the routing interval: weights have basis-point precision."""
@@ -156,6 +162,8 @@ class ArmTally:
     durations_ms: list[float] = field(default_factory=list)
     seen: int = 0
     """Successful requests offered to the reservoir."""
+    processes: int = 0
+    """Of a merged tally: how many processes' tallies it adds up."""
 
     def add(self, ok: bool, duration_ms: float, server_error: bool) -> None:
         self.requests += 1
@@ -195,6 +203,7 @@ class ArmTally:
                 durations = random.sample(durations, min(keep, len(durations)))
             total.durations_ms.extend(durations)
         total.seen = seen
+        total.processes = len(documents)
         return total
 
 
@@ -205,3 +214,31 @@ def percentile(values: list[float], q: float) -> float | None:
     ordered = sorted(values)
     rank = max(1, min(len(ordered), math.ceil(q * len(ordered) - 1e-9)))
     return ordered[rank - 1]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A model's active experiment as the hot path uses it."""
+
+    state: ExperimentState
+    split: Split | None
+    header: str | None
+    parameter: str | None
+    mirror: str | None
+    mirror_share: float
+
+
+def route_of(state: ExperimentState) -> Route:
+    """What the hot path needs of an active experiment."""
+    config = state.config
+    split = state.split() if state.weights else None
+    sticky = config.sticky
+    mirror = config.mirror
+    return Route(
+        state,
+        split,
+        sticky.header.lower() if sticky is not None and sticky.header is not None else None,
+        sticky.parameter if sticky is not None else None,
+        mirror.version if mirror is not None else None,
+        mirror.percent / 100 if mirror is not None else 0.0,
+    )

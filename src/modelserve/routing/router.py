@@ -8,19 +8,39 @@ state of its own, so a version swap on the event loop is seen by the next reques
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from modelserve.errors import ErrorCode, ServerError, Unavailable
+from modelserve.observability.context import current_request_id, usable_id
 from modelserve.routing.controller import Experiments
 from modelserve.serving.model import LoadedModel
 from modelserve.serving.repository import ModelRepository
-from modelserve.types import EMPTY_PARAMS, Parameters
+from modelserve.serving.shared_memory import REGION
+from modelserve.types import EMPTY_PARAMS, InferenceRequest, InferenceResponse, Parameters
 
-__all__ = ["Router"]
+__all__ = ["Mirror", "Router"]
+
+
+class Mirror(Protocol):
+    """Where shadow copies go (routing/shadow.py: ``ShadowMirror``)."""
+
+    def offer(
+        self, model: str, version: str, request: InferenceRequest, primary: InferenceResponse
+    ) -> bool: ...
 
 
 class Router:
-    def __init__(self, repository: ModelRepository, experiments: Experiments | None = None) -> None:
+    def __init__(
+        self,
+        repository: ModelRepository,
+        experiments: Experiments | None = None,
+        mirror: Mirror | None = None,
+    ) -> None:
+        """``mirror``: where a copy of an answered request goes when the model's experiment
+        mirrors (or a version failed its validation gate with ``on_fail: shadow``)."""
         self._repository = repository
         self.experiments = experiments
+        self.mirror = mirror
 
     def resolve(self, name: str, version: str = "") -> LoadedModel:
         """The model serving (name, version). NotFound for an unknown model or version,
@@ -50,6 +70,27 @@ class Router:
         """The outcome of a request an experiment routed."""
         if self.experiments is not None:
             self.experiments.observe(name, version, arm, code, duration_ms)
+
+    def shadow(self, request: InferenceRequest, response: InferenceResponse) -> None:
+        """After an answer: a copy of the request to the model's shadow version, if it has
+        one (never blocks, never raises: a full queue sheds the copy)."""
+        if self.experiments is None or self.mirror is None:
+            return
+        version = self.experiments.mirror(request.model_name)
+        if version is None or version == response.model_version:
+            return
+        outputs = request.outputs
+        if outputs is not None and any(REGION in o.parameters for o in outputs):
+            outputs = None  # the shadow's answer never goes to the client's shared memory
+        copy = InferenceRequest(
+            request.model_name,
+            request.inputs,
+            version,
+            request.id if usable_id(request.id) else current_request_id(),
+            request.parameters,
+            outputs,
+        )
+        self.mirror.offer(request.model_name, version, copy, response)
 
     def is_ready(self, name: str, version: str = "") -> bool:
         """False for a known model without a READY version; NotFound for an unknown one."""

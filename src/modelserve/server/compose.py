@@ -79,6 +79,7 @@ class Server:
             dashboard=self.dashboard,
             monitoring=self.core.monitoring,
             experiments=self.core.experiments,
+            shadow=self.core.shadow,
         )
         self.grpc = GrpcTransport(
             self.dataplane,

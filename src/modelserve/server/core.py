@@ -34,8 +34,10 @@ from modelserve.monitoring.sinks.registry import SinkContext
 from modelserve.monitoring.store import default_state_dir
 from modelserve.observability.service import ObservabilityService
 from modelserve.pipelines import PipelineKind
+from modelserve.routing.canary import canary_tick
 from modelserve.routing.controller import Experiments
 from modelserve.routing.router import Router
+from modelserve.routing.shadow import ShadowMirror
 from modelserve.runtimes.registry import RuntimeRegistry
 from modelserve.scheduling.cache import ResponseCache
 from modelserve.scheduling.executor import inference_executor
@@ -43,6 +45,7 @@ from modelserve.serving.lifecycle import Lifecycle
 from modelserve.serving.remote import RemoteRepository
 from modelserve.serving.repository import ModelRepository
 from modelserve.serving.shared_memory import SharedMemory
+from modelserve.types import InferenceRequest, InferenceResponse
 
 __all__ = ["ServingCore", "package_version"]
 
@@ -111,8 +114,12 @@ class ServingCore:
             self.telemetry.observability.registry,
             settings.store,
             state_dir,
+            tick=canary_tick,
         )
-        self.router = Router(self.repository, self.experiments)
+        self.shadow = ShadowMirror(
+            self._shadow_infer, registry=self.telemetry.observability.registry
+        )
+        self.router = Router(self.repository, self.experiments, self.shadow)
         self.dataplane = DataPlane(
             self.repository,
             self.router,
@@ -152,7 +159,16 @@ class ServingCore:
         for model in self.repository.loaded_models():
             if model.config.experiment is not None:
                 configs[model.name] = model.config.experiment
+        shadows = {}
+        for name in self.repository.names():
+            versions = self.repository.shadow_versions(name)
+            if versions:
+                shadows[name] = max(versions, key=int)
+        self.experiments.gate_shadows = shadows
         await self.experiments.apply(configs)
+
+    async def _shadow_infer(self, request: InferenceRequest, version: str) -> InferenceResponse:
+        return await self.dataplane.infer_shadow(request, version)
 
     async def _apply_payload_logging(self) -> None:
         configs = {model.name: model.config.logging for model in self.repository.loaded_models()}
@@ -182,6 +198,7 @@ class ServingCore:
         names = self.settings.startup_models
         await self.experiments.refresh()
         await self.experiments.start_polling()
+        await self.shadow.start()
         await self.lifecycle.start(list(names) if names is not None else None)
         self.dataplane.set_ready(True)
 
@@ -196,6 +213,7 @@ class ServingCore:
         """Unload the models, stop the executor and observability; the event loop is never
         blocked. False when model threads were still busy at the end (a ``predict`` that does
         not return): they hold the process at exit, so a server should exit at once."""
+        await self.shadow.stop()
         await self.lifecycle.stop()
         self.dataplane.shared_memory.close()
         await self.payloads.stop(self.settings.shutdown_timeout_s)

@@ -80,7 +80,11 @@ class VersionSlot:
     model: LoadedModel | None = None
     fingerprint: str = ""
     held: LoadedModel | None = None
-    """A loaded version kept out of service because a dependency is not READY."""
+    """A loaded version kept out of service because a dependency is not READY, or because it
+    failed its validation gate with ``on_fail: shadow`` (``shadow``)."""
+    shadow: bool = False
+    """Held because it failed its validation gate with ``on_fail: shadow``: it gets a copy of
+    the model's traffic (routing/shadow.py), never a request of its own."""
     validation: GateReport | None = None
     """The report of this version's latest validation gate (passed or not)."""
 
@@ -125,6 +129,8 @@ class LoadPlan:
     (chosen on the loop by ``begin``)."""
     reports: dict[str, GateReport] = field(default_factory=dict)
     """The validation gates' reports, passed or failed (``build``)."""
+    shadows: dict[str, tuple[LoadedModel, str, str]] = field(default_factory=dict)
+    """Versions that failed their gate with ``on_fail: shadow``: (model, fingerprint, reason)."""
 
 
 def _fingerprint(paths: list[Path]) -> str:
@@ -322,7 +328,7 @@ class ModelRepository:
                 loaded = self._load_version(
                     plan.name, model_dir, plan.config, version, plan.folders[version]
                 )
-                self._validate(plan, version, loaded)
+                shadow_reason = self._validate(plan, version, loaded)
             except ModelLoadError as exc:
                 plan.failed[version] = self.relative(str(exc))
                 log.error(
@@ -335,15 +341,19 @@ class ModelRepository:
                 plan.failed[version] = self.relative(f"{type(exc).__name__}: {exc}")
                 log.exception("model %s version %s failed to load", plan.name, version)
             else:
-                plan.loaded[version] = (loaded, plan.fingerprints[version])
+                if shadow_reason is not None:
+                    plan.shadows[version] = (loaded, plan.fingerprints[version], shadow_reason)
+                else:
+                    plan.loaded[version] = (loaded, plan.fingerprints[version])
         return plan
 
-    def _validate(self, plan: LoadPlan, version: str, loaded: LoadedModel) -> None:
+    def _validate(self, plan: LoadPlan, version: str, loaded: LoadedModel) -> str | None:
         """Run the version's validation gate (none without a ``validation`` block); a failed
-        gate unloads it and raises ModelLoadError with the failed thresholds."""
+        gate unloads it and raises ModelLoadError with the failed thresholds, or, with
+        ``on_fail: shadow``, keeps it loaded and returns the reason (it will be mirrored)."""
         config = plan.config
         if config is None or config.validation is None:
-            return
+            return None
         model_dir = self.model_dir(plan.name)
         try:
             report = run_version_gate(
@@ -363,7 +373,9 @@ class ModelRepository:
         write_report(report, plan.folders[version])
         if report.passed:
             log.info("model %s version %s passed its validation gate", plan.name, version)
-            return
+            return None
+        if config.validation.on_fail == "shadow":
+            return self.relative(report.reason)
         unload_quietly(loaded)
         raise ModelLoadError(self.relative(report.reason))
 
@@ -462,10 +474,18 @@ class ModelRepository:
             if slot.held is not None:
                 retired.append(slot.held)
                 slot.held = None
-            slot.model, slot.fingerprint = loaded, fingerprint
+            slot.model, slot.fingerprint, slot.shadow = loaded, fingerprint, False
             slot.validation = plan.reports.get(version)
             slot.state, slot.reason = ModelState.READY, "; ".join(loaded.notices)
             log.info("model %s version %s is READY (%s)", plan.name, version, loaded.platform)
+        for version, (loaded, fingerprint, reason) in plan.shadows.items():
+            slot = entry.versions.setdefault(version, VersionSlot(version))
+            retired.extend(m for m in (slot.model, slot.held) if m is not None)
+            slot.model, slot.held, slot.shadow = None, loaded, True
+            slot.fingerprint, slot.validation = fingerprint, plan.reports.get(version)
+            slot.state = ModelState.UNAVAILABLE
+            slot.reason = f"{reason}; mirrored as a shadow (validation on_fail: shadow)"
+            log.warning("model %s version %s: %s", plan.name, version, slot.reason)
         for version, reason in plan.failed.items():
             slot = entry.versions.setdefault(version, VersionSlot(version))
             slot.validation = plan.reports.get(version, slot.validation)
@@ -514,6 +534,7 @@ class ModelRepository:
         if model is None:
             return []
         slot.model = slot.held = None
+        slot.shadow = False
         slot.state, slot.reason = ModelState.UNLOADING, ""
         return [model]
 
@@ -536,11 +557,25 @@ class ModelRepository:
         """Put a held version back in service (READY)."""
         entry = self._entry(name)
         slot = entry.versions[version]
-        if slot.held is not None:
+        if slot.held is not None and not slot.shadow:
             slot.model, slot.held = slot.held, None
             slot.state, slot.reason = ModelState.READY, "; ".join(slot.model.notices)
             entry.refresh()
             log.info("model %s version %s is READY", name, version)
+
+    def shadow_versions(self, name: str) -> list[str]:
+        """The versions of ``name`` that failed their gate with ``on_fail: shadow``."""
+        entry = self._models.get(name)
+        if entry is None:
+            return []
+        return [v for v, s in list(entry.versions.items()) if s.shadow and s.held is not None]
+
+    def mirror_target(self, name: str, version: str) -> LoadedModel:
+        """The loaded version a shadow copy runs on: serving, or held as a gate's shadow."""
+        slot = self._entry(name).versions.get(version)
+        if slot is not None and slot.shadow and slot.held is not None:
+            return slot.held
+        return self.serving(name, version)
 
     def built_versions(self, name: str) -> list[str]:
         """The versions of ``name`` that are loaded, serving or held."""

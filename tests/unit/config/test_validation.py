@@ -40,7 +40,6 @@ def test_the_issue_block_parses() -> None:
         ({"metrics": {"accuracy": {"threshold": 0.9}}}, "Extra inputs"),
         ({"compare_to": "latest"}, "compare_to is 'serving' or 'version:N'"),
         ({"compare_to": "version:0"}, "compare_to is"),
-        ({"on_fail": "shadow"}, "needs traffic experiments"),
         ({"label": None}, "need 'label'"),
         ({"metrics": {}}, "at least 1 item"),
     ],

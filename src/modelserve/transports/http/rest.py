@@ -30,6 +30,7 @@ from modelserve.errors import (
 from modelserve.monitoring.service import Monitoring
 from modelserve.observability import Observability, current_request_id
 from modelserve.routing.controller import Experiments
+from modelserve.routing.shadow import ShadowMirror
 from modelserve.security.auth import Authenticator
 from modelserve.transports.access import rest_action
 from modelserve.transports.http.dashboard import Dashboard, is_dashboard_path
@@ -81,12 +82,14 @@ class RestApp:
         dashboard: Dashboard | None = None,
         monitoring: Monitoring | None = None,
         experiments: Experiments | None = None,
+        shadow: ShadowMirror | None = None,
     ) -> None:
         """``dashboard``: the ``/ui`` routes (``--ui``), None when off. ``monitoring``: labels
         and the monitoring read API (docs/monitoring.md). ``experiments``: the experiments API
         (docs/experiments.md)."""
         self._dp = dataplane
         self._experiments = experiments
+        self._shadow = shadow
         self._dashboard = dashboard
         self._monitoring = monitoring
         self._observability = observability
@@ -289,7 +292,9 @@ class RestApp:
                     raise InvalidArgument("'action' is one of promote, rollback, stop")
                 return json_reply(await experiments.act(name, action))
             return json_reply(await experiments.start(name, body))
-        return json_reply(await experiments.status(name))
+        document = await experiments.status(name)
+        document["shadow"] = self._shadow_stats(name)
+        return json_reply(document)
 
     async def _monitoring_route(self, request: HttpRequest, name: str, action: str) -> Reply:
         """``POST …/labels`` and ``GET …/monitoring`` (docs/monitoring.md)."""
@@ -299,7 +304,18 @@ class RestApp:
             raise FailedPrecondition(f"model '{name}' is not monitored: this server has none")
         if action == "labels":
             return json_reply(await self._monitoring.labels(name, json_object(request.body)))
-        return json_reply(await self._monitoring.report(name))
+        report = await self._monitoring.report(name)
+        shadow = self._shadow_stats(name)
+        if shadow is not None:
+            report["shadow"] = shadow
+        return json_reply(report)
+
+    def _shadow_stats(self, name: str) -> dict[str, Any] | None:
+        """The shadow comparison of ``name`` (docs/experiments.md), None when never mirrored."""
+        if self._shadow is None:
+            return None
+        stats = self._shadow.stats(name)
+        return stats if stats.get("version") is not None else None
 
     async def _infer(self, request: HttpRequest, name: str, version: str) -> Reply:
         self._dp.check_capacity(name, version)  # a full queue refuses before decoding
