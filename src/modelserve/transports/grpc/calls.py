@@ -76,7 +76,8 @@ class Call:
         self.handler: grpc.RpcMethodHandler | None = None
         self.task: asyncio.Task[None] | None = None
         # request side
-        self._buffer = bytearray()
+        self._buffer = bytearray()  # the start of a message not complete yet
+        self._need = 0  # the bytes that message needs, with its prefix
         self._messages: collections.deque[bytes] = collections.deque()
         self._reader: asyncio.Future[None] | None = None
         self.remote_closed = False
@@ -169,8 +170,11 @@ class Call:
         """DATA of this stream: split into messages; a unary request starts its handler."""
         if data:
             self.credit += len(data)
-            if self._buffer:
+            if self._buffer:  # a large message arrives in many frames: join them once
                 self._buffer += data
+                if len(self._buffer) < self._need and not end_stream:
+                    self._connection.give_credit(self)
+                    return
                 data = bytes(self._buffer)
                 self._buffer.clear()
             at, end = 0, len(data)
@@ -180,6 +184,7 @@ class Call:
                     self._too_large(size)
                     return
                 if end - at - 5 < size:
+                    self._need = 5 + size
                     break
                 message = data[at + 5 : at + 5 + size]
                 at += 5 + size
@@ -188,6 +193,8 @@ class Call:
                 if not flag:
                     self._messages.append(message)
             if at < end:
+                if end - at < 5:
+                    self._need = 5
                 self._buffer += data[at:]
         if end_stream:
             self.remote_closed = True

@@ -64,7 +64,8 @@ class GrpcConnection(asyncio.Protocol):
         self.max_frame = 16_384  # the client's SETTINGS_MAX_FRAME_SIZE
         self.peer = "unknown"
         self._transport: asyncio.Transport | None = None
-        self._buffer = b""
+        self._buffer = bytearray()  # the start of a frame not complete yet
+        self._need = 0  # the bytes that frame needs
         self._preface = False
         self._decoder = frames.HeaderDecoder(MAX_HEADER_LIST)
         self._corked: list[bytes] | None = None
@@ -111,13 +112,19 @@ class GrpcConnection(asyncio.Protocol):
             self.closed.set_result(None)
 
     def data_received(self, data: bytes) -> None:
-        buffer = self._buffer + data if self._buffer else data
+        if self._buffer:  # a large frame arrives in many pieces: join them once
+            self._buffer += data
+            if len(self._buffer) < self._need:
+                return
+            data = bytes(self._buffer)
+            self._buffer.clear()
+        buffer = data
         at = 0
         if not self._preface:
             if len(buffer) < len(frames.PREFACE):
                 if not frames.PREFACE.startswith(buffer):
                     self._close()
-                self._buffer = buffer
+                self._buffer, self._need = bytearray(buffer), len(frames.PREFACE)
                 return
             if not buffer.startswith(frames.PREFACE):
                 self._close()
@@ -133,6 +140,7 @@ class GrpcConnection(asyncio.Protocol):
                 if size > MAX_FRAME:
                     raise _ConnectionError(frames.ErrorCode.FRAME_SIZE_ERROR)
                 if end - at - 9 < size:
+                    self._need = 9 + size
                     break
                 payload = buffer[at + 9 : at + 9 + size]
                 at += 9 + size
@@ -144,7 +152,9 @@ class GrpcConnection(asyncio.Protocol):
             return
         finally:
             self.uncork()
-        self._buffer = buffer[at:] if at < end else b""
+        if at < end:
+            self._buffer += buffer[at:]
+            self._need = max(self._need, 9) if end - at >= 9 else 9
 
     # ---- frames -----------------------------------------------------------------------------
 

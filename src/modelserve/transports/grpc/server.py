@@ -127,6 +127,9 @@ class GrpcServer:
             await asyncio.wait(closing, timeout=grace)
         for connection in list(self.connections):
             connection.cancel_calls()
+        closing = [connection.closed for connection in self.connections]
+        if closing:  # the transports close on the loop's next turns
+            await asyncio.wait(closing, timeout=1.0)
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)
