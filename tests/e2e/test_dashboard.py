@@ -2,9 +2,10 @@
 (/usr/bin/chromium, tests/system/packages.txt; no browser download). The overview lists the
 example models, a model page's charts gain points while a load runs, its buttons unload and load
 the model, a monitored model's page shows its accuracy and drift as predictions and labels
-arrive, the overview shows each version's validation verdict, and with auth on the page needs an
-admin token. Each page's screenshot is written to docs/images/ (committed; shown in
-docs/dashboard.md)."""
+arrive, the overview shows each version's validation verdict, a rollback button rolls an
+experiment back, a mirrored version's agreement shows, and with auth on the page needs an admin
+token. Each page's screenshot is
+written to docs/images/ (committed; shown in docs/dashboard.md)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -26,7 +28,7 @@ from modelserve.config.settings import TokenConfig
 from modelserve.security.auth import hash_token
 from tests.conftest import EXAMPLES, ROOT, RunningServer, Servers
 from tests.e2e.test_validation import classifier
-from tests.harness import CliProcess
+from tests.harness import CliProcess, write_python_model
 from tests.monitoring_helpers import (
     in_distribution,
     monitored_repo,
@@ -258,6 +260,99 @@ def test_the_overview_shows_each_versions_validation_verdict(
     html = httpx.get(f"{server.http}/ui").text
     assert '<td data-key="validation" class="ok" title="accuracy 1 &gt;= min 0.9' in html
     assert '<td data-key="validation" class="alert" title="accuracy 0.' in html
+
+
+SIGN = """
+from pathlib import Path
+import numpy as np
+
+class Model:
+    def load(self, version_dir, parameters):
+        self.cut = 0.0 if Path(version_dir).name == "1" else 0.5  # version 2 says 1 above 0.5
+
+    def predict(self, inputs):
+        return {"label": (inputs["x"][:, 0] > self.cut).astype(np.int64)}
+"""
+SIGN_CONFIG = {
+    "max_batch_size": 8,
+    "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 1]}],
+    "outputs": [{"name": "label", "datatype": "INT64", "shape": [-1]}],
+    "version_policy": {"all": True},
+    "default_version": "1",
+}
+
+
+def _sign_body(x: float) -> dict[str, Any]:
+    return {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1], "data": [x]}]}
+
+
+def test_a_rollback_button_rolls_an_experiment_back(
+    tmp_path: Path, serve: Servers, browser: BrowserContext
+) -> None:
+    write_python_model(
+        tmp_path / "repo", "m", SIGN, SIGN_CONFIG, versions=[1, 2], entrypoint="Model"
+    )
+    server = serve(tmp_path / "repo", ui=True, state_dir=tmp_path / "state")
+    api = f"{server.http}/v2/models/m/experiment"
+    canary = {"canary": {"version": "2", "steps": [20, 50, 100], "step_interval_s": 3600}}
+    assert httpx.put(api, json=canary).status_code == 200
+    one = _sign_body(1.0)
+    with httpx.Client(base_url=server.http) as client:
+        answered = {client.post("/v2/models/m/infer", json=one).json()["model_version"]
+                    for _ in range(60)}  # fmt: skip
+    assert answered == {"1", "2"}
+    page = browser.new_page()
+    page.goto(f"{server.http}/ui/models/m")
+    facts = page.locator("#experiment-facts")
+    assert "running" in facts.inner_text() and "1 of 3" in facts.inner_text()
+    arms = page.locator("#experiment-arms tbody tr")
+    assert arms.count() == 2
+    assert "baseline" in arms.nth(0).inner_text() and "80 %" in arms.nth(0).inner_text()
+    assert "candidate" in arms.nth(1).inner_text() and "20 %" in arms.nth(1).inner_text()
+    requests = sum(int(arms.nth(i).locator("td").nth(2).inner_text()) for i in range(2))
+    assert requests == 60
+    whole = page.locator("section", has=page.locator("#experiment"))
+    _shoot(page, "dashboard-experiment.png", tmp_path, whole)
+
+    page.get_by_role("button", name="Roll back", exact=True).click()
+    page.wait_for_url("**/ui/models/m")
+    status = httpx.get(api).json()
+    assert status["state"] == "rolled_back" and status["weights"] == {"1": 100, "2": 0}
+    assert status["history"][-1]["verdict"] == "rollback"
+    assert "rolled back" in page.locator("#experiment-facts").inner_text()
+    newest = page.locator("#experiment-history tbody tr").first.inner_text()
+    assert "rollback" in newest and "by a user" in newest
+    assert page.get_by_role("button", name="Roll back").count() == 0  # nothing left to act on
+    with httpx.Client(base_url=server.http) as client:
+        assert {client.post("/v2/models/m/infer", json=one).json()["model_version"]
+                for _ in range(20)} == {"1"}  # fmt: skip
+    # the buttons refuse a form posted from another site
+    refused = httpx.post(
+        f"{server.http}/ui/models/m/experiment/stop", headers={"sec-fetch-site": "cross-site"}
+    )
+    assert refused.status_code == 403
+
+
+def test_the_monitoring_section_shows_a_mirrored_versions_agreement(
+    tmp_path: Path, serve: Servers, browser: BrowserContext
+) -> None:
+    write_python_model(
+        tmp_path / "repo", "m", SIGN, SIGN_CONFIG, versions=[1, 2], entrypoint="Model"
+    )
+    server = serve(tmp_path / "repo", ui=True, state_dir=tmp_path / "state")
+    api = f"{server.http}/v2/models/m/experiment"
+    assert httpx.put(api, json={"mirror": {"version": "2"}}).status_code == 200
+    grid = [-1.0, -0.5, 0.25, 1.0] * 10  # the versions disagree on 0.25 only: 3 in 4 agree
+    with httpx.Client(base_url=server.http) as client:
+        for x in grid:
+            assert client.post("/v2/models/m/infer", json=_sign_body(x)).status_code == 200
+    wait_for(lambda: (httpx.get(api).json().get("shadow") or {}).get("mirrored") == len(grid))
+    page = browser.new_page()
+    page.goto(f"{server.http}/ui/models/m")
+    assert "Not monitored" in page.locator("#monitoring").inner_text()
+    row = page.locator("#monitoring-shadow tbody tr").inner_text()
+    assert row.split("\t")[:6] == ["2", "40", "40", "0", "0", "75.0 %"], row
+    assert httpx.get(f"{server.http}/ui/api/models/m").json()["shadow"]["agreement_ratio"] == 0.75
 
 
 @pytest.fixture(scope="module")

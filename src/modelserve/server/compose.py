@@ -69,6 +69,8 @@ class Server:
                 self.payloads,
                 settings.model_control_mode,
                 monitoring=self.monitoring,
+                experiments=self.core.experiments,
+                shadow=self.core.shadow,
             )
             self.dashboard = Dashboard(data, self.dataplane, self.auth)
         self.rest_app = RestApp(

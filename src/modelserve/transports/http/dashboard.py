@@ -3,8 +3,9 @@
 - ``GET /ui``: the overview; ``GET /ui/models/{m}``: a model's page (dashboard_pages.py).
 - ``GET /ui/api/summary``, ``GET /ui/api/models/{m}`` (15 min at 1 s) and
   ``GET /ui/api/models/{m}/minutes`` (24 h at 1 min): the JSON the pages poll, for scripts too.
-- ``POST /ui/models/{m}/load|unload``: the page's buttons (explicit model control mode), answered
-  with a redirect back to the page (forms: they work without JavaScript).
+- ``POST /ui/models/{m}/load|unload``: the page's buttons (explicit model control mode), and
+  ``POST /ui/models/{m}/experiment/promote|rollback|stop``: the experiment's, answered with a
+  redirect back to the page (forms: they work without JavaScript).
 - ``GET /ui/static/{file}``: the page's CSS, script and the vendored uPlot, from the package.
 
 With authentication on, every ``/ui`` route needs the ``admin`` scope, like the repository API.
@@ -23,9 +24,16 @@ from importlib import resources
 from urllib.parse import quote, urlsplit
 
 from modelserve.dataplane import DataPlane
-from modelserve.errors import MethodNotAllowed, NotFound, PermissionDenied, Unauthenticated
+from modelserve.errors import (
+    FailedPrecondition,
+    MethodNotAllowed,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
 from modelserve.security.auth import Action, Authenticator
 from modelserve.transports.http.dashboard_data import DashboardData
+from modelserve.transports.http.dashboard_experiments import ACTIONS
 from modelserve.transports.http.dashboard_pages import model_page, overview_page
 from modelserve.transports.http.messages import HttpRequest, Reply, json_reply
 
@@ -95,14 +103,8 @@ class Dashboard:
     async def _route(self, request: HttpRequest) -> Reply:
         parts = [p for p in request.path[len(PREFIX) :].split("/") if p]
         method = request.method
-        if method == "POST" and len(parts) == 3 and parts[0] == "models":
-            if parts[2] not in ("load", "unload"):
-                raise NotFound(f"no route for {request.path}")
-            self._check_same_site(request)
-            if parts[2] == "load":
-                await self._control.load_model(parts[1], None)
-            else:
-                await self._control.unload_model(parts[1])
+        if method == "POST" and len(parts) in (3, 4) and parts[0] == "models":
+            await self._act(request, parts[1], parts[2:])
             location = f"{PREFIX}/models/{quote(parts[1], safe='')}".encode()
             return Reply(303, b"", [(b"location", location), (b"content-type", HTML)])
         if method not in ("GET", "HEAD"):
@@ -123,6 +125,23 @@ class Dashboard:
             if len(parts) == 4 and parts[1] == "models" and parts[3] == "minutes":
                 return json_reply(await self.data.model(parts[2], "minute"))
         raise NotFound(f"no route for {request.path}")
+
+    async def _act(self, request: HttpRequest, model: str, action: list[str]) -> None:
+        """A button: load or unload the model, or promote, roll back or stop its experiment."""
+        experiments = self.data.experiments
+        if action in (["load"], ["unload"]):
+            self._check_same_site(request)
+            if action == ["load"]:
+                await self._control.load_model(model, None)
+            else:
+                await self._control.unload_model(model)
+        elif len(action) == 2 and action[0] == "experiment" and action[1] in ACTIONS:
+            self._check_same_site(request)
+            if experiments is None:
+                raise FailedPrecondition("this server runs no traffic experiments")
+            await experiments.act(model, action[1])
+        else:
+            raise NotFound(f"no route for {request.path}")
 
     @staticmethod
     def _check_same_site(request: HttpRequest) -> None:

@@ -30,6 +30,8 @@ from modelserve.monitoring.payloads import PayloadLogging
 from modelserve.monitoring.service import Monitoring
 from modelserve.observability import Observability
 from modelserve.observability.timeseries import SHARED_PREFIX, Point, imported
+from modelserve.routing.controller import Experiments
+from modelserve.routing.shadow import ShadowMirror
 
 __all__ = ["MONITORING_TTL_S", "RECENT_S", "SHARED_FRESH_S", "DashboardData"]
 
@@ -75,11 +77,15 @@ class DashboardData:
         payloads: PayloadLogging | None = None,
         control_mode: str = "none",
         monitoring: Monitoring | None = None,
+        experiments: Experiments | None = None,
+        shadow: ShadowMirror | None = None,
     ) -> None:
         self._dp = dataplane
         self._obs = observability
         self._payloads = payloads
         self._monitoring = monitoring
+        self.experiments = experiments
+        self._shadow = shadow
         self._monitoring_read: dict[str, tuple[float, dict[str, Any] | None]] = {}
         self.control_mode = control_mode
         self._started = time.time()
@@ -221,10 +227,30 @@ class DashboardData:
         self._monitoring_read[name] = (now, document)
         return document
 
+    async def experiment(self, name: str) -> dict[str, Any] | None:
+        """The experiments API's document of ``name`` (docs/experiments.md); None when it has
+        no experiment, ``{"error": …}`` when it cannot be read now."""
+        if self.experiments is None:
+            return None
+        try:
+            return await self.experiments.status(name)
+        except (NotFound, FailedPrecondition):
+            return None
+        except ServerError as exc:
+            return {"error": exc.message}
+
+    def shadow(self, name: str) -> dict[str, Any] | None:
+        """The shadow comparison of ``name`` (docs/experiments.md), None when never mirrored."""
+        if self._shadow is None:
+            return None
+        stats = self._shadow.stats(name)
+        return stats if stats.get("version") is not None else None
+
     async def model(self, name: str, resolution: str = "second") -> dict[str, Any]:
         """One model: its versions' series (``second``: 15 min at 1 s; ``minute``: 24 h at
-        1 min), its repository configuration and its monitoring figures. NotFound for a model
-        the repository lacks."""
+        1 min), its repository configuration, its monitoring figures, its traffic experiment and
+        its shadow comparison.
+        NotFound for a model the repository lacks."""
         if resolution not in ("second", "minute"):
             raise NotFound("resolution must be 'second' or 'minute'")
         rows = [r for r in self._dp.repository_index() if r.name == name]
@@ -251,6 +277,8 @@ class DashboardData:
             "config": config,
             "model_control_mode": self.control_mode,
             "monitoring": await self.monitoring(name),
+            "experiment": await self.experiment(name),
+            "shadow": self.shadow(name),
         }
 
 

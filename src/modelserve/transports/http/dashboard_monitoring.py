@@ -1,6 +1,7 @@
 """The model page's monitoring section (docs/dashboard.md), rendered from the monitoring API's
 document (docs/monitoring.md): predictions, labels and label coverage per version, accuracy (or
-MAE and RMSE) per version and window, and the input drift of every feature against its threshold.
+MAE and RMSE) per version and window, the input drift of every feature against its threshold,
+and the shadow comparison of a mirrored version (routing/shadow.py: agreement or differences).
 
 Its tables sit in elements marked ``data-live``: the page's script fetches the page again every
 2 s and swaps in those whose content changed (dashboard.js), so they stay current without a
@@ -151,8 +152,47 @@ def _drift_table(versions: dict[str, Any]) -> str:
     )
 
 
-def monitoring_section(doc: dict[str, Any] | None) -> str:
-    """The section: the figures, or why there are none."""
+def _shadow_table(shadow: dict[str, Any] | None) -> str:
+    """The shadow comparison: how often the mirrored version agreed with the answers served
+    (classes), or how far its numbers were from them (absolute differences)."""
+    if not shadow or shadow.get("version") is None:
+        return ""
+    diff = shadow.get("abs_diff") or {}
+    agreement = shadow.get("agreement_ratio")
+    tone = "" if agreement is None else "ok" if agreement >= 0.99 else "warn"
+    row = (
+        f'<tr><th scope="row">{escape(str(shadow["version"]))}</th>'
+        f'<td class="num">{number(shadow.get("mirrored"))}</td>'
+        f'<td class="num">{number(shadow.get("compared"))}</td>'
+        f'<td class="num">{number(shadow.get("dropped"))}</td>'
+        f'<td class="num">{number(shadow.get("failed"))}</td>'
+        f'<td class="num {tone}">{_share(agreement)}</td>'
+        f'<td class="num">{number(diff.get("mean"))}</td>'
+        f'<td class="num">{number(diff.get("p99"))}</td>'
+        f'<td class="num">{number(diff.get("max"))}</td></tr>'
+    )
+    return table(
+        "monitoring-shadow",
+        "Shadow traffic: the mirrored version's answers compared with those served "
+        "(docs/experiments.md)",
+        [
+            "Mirrored version",
+            "Answered",
+            "Compared",
+            "Dropped",
+            "Failed",
+            "Agreement",
+            "Mean |difference|",
+            "p99 |difference|",
+            "Max |difference|",
+        ],
+        [row],
+    )
+
+
+def monitoring_section(doc: dict[str, Any] | None, shadow: dict[str, Any] | None = None) -> str:
+    """The section: the figures (and the shadow comparison, monitored or not), or why there
+    are none."""
     if doc is None:
         content = (
             '<p class="note">Not monitored: add a <code>monitoring:</code> key to its '
@@ -167,5 +207,5 @@ def monitoring_section(doc: dict[str, Any] | None) -> str:
         content = _versions_table(versions) + _accuracy_table(versions) + _drift_table(versions)
     return (
         '<section aria-labelledby="monitoring-h"><h2 id="monitoring-h">Monitoring</h2>'
-        f'<div id="monitoring" data-live>{content}</div></section>'
+        f'<div id="monitoring" data-live>{content}{_shadow_table(shadow)}</div></section>'
     )

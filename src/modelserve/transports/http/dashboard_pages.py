@@ -13,6 +13,7 @@ import json
 from html import escape
 from typing import Any
 
+from modelserve.transports.http.dashboard_experiments import experiment_section
 from modelserve.transports.http.dashboard_monitoring import monitoring_section
 
 __all__ = ["model_page", "overview_page"]
@@ -208,5 +209,12 @@ def model_page(doc: dict[str, Any], admin_buttons: bool) -> bytes:
     model_json = json.dumps(name).replace("<", "\\u003c")  # no </script> inside
     script = f'<script>window.MS_PAGE = "model"; window.MS_MODEL = {model_json};</script>'
 
-    body = versions + buttons + live + monitoring_section(doc.get("monitoring")) + config_section
+    body = (
+        versions
+        + buttons
+        + experiment_section(name, doc.get("experiment"))
+        + live
+        + monitoring_section(doc.get("monitoring"), doc.get("shadow"))
+        + config_section
+    )
     return _page(f"Model {name}", body, script, charts=True)

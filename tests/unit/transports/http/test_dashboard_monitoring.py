@@ -84,3 +84,17 @@ def test_drift_before_a_window_and_drift_that_cannot_be_measured() -> None:
 def test_numbers() -> None:
     assert number(None) == "—" and number(0.123456) == "0.1235" and number(3) == "3"
     assert number(True) == "yes"
+
+
+def test_the_shadow_comparison_shows_with_or_without_monitoring() -> None:
+    classes = {"version": "2", "mirrored": 40, "dropped": 1, "failed": 0, "compared": 40,
+               "agreement_ratio": 0.75, "abs_diff": None}  # fmt: skip
+    html = monitoring_section(None, classes)
+    assert "Not monitored" in html and '<table id="monitoring-shadow">' in html
+    assert '<td class="num warn">75.0 %</td>' in html
+    diff = {"count": 10, "mean": 0.5, "p50": 0.4, "p99": 1.25, "max": 1.5}
+    numbers = {"version": "3", "mirrored": 10, "dropped": 0, "failed": 2, "compared": 10,
+               "agreement_ratio": None, "abs_diff": diff}  # fmt: skip
+    html = monitoring_section({"model": "m", "versions": {}}, numbers)
+    assert '<td class="num">1.25</td><td class="num">1.5</td>' in html
+    assert "monitoring-shadow" not in monitoring_section(None, {"version": None})
