@@ -292,7 +292,7 @@ class ModelConfig(BaseModel):
 
     runtime: str | None = Field(
         default=None,
-        description="onnx | sklearn | xgboost | lightgbm | python | pipeline, or "
+        description="onnx | sklearn | xgboost | lightgbm | torch | python | pipeline, or "
         "'package.module:Class'. Inferred from the artifact's file extension when left out.",
     )
     artifact: str | None = Field(

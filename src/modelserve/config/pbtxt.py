@@ -59,6 +59,8 @@ TRITON_TO_V2: dict[str, str] = {
 
 ONNX_PLATFORM = "onnxruntime_onnx"
 ONNX_BACKEND = "onnxruntime"
+TORCH_PLATFORM = "pytorch_libtorch"
+TORCH_BACKEND = "pytorch"
 
 # Field paths (repeated fields without indices) that mean the same in modelserve. A path matches
 # a set field when it equals it or is a prefix of it.
@@ -180,6 +182,10 @@ def _runtime(proto: Any, model_dir: Path | None) -> dict[str, Any]:
         keys = {"runtime": "onnx", "platform": ONNX_PLATFORM}
         keys["artifact"] = proto.default_model_filename or "model.onnx"
         return keys
+    if platform == TORCH_PLATFORM or backend == TORCH_BACKEND:
+        keys = {"runtime": "torch", "platform": TORCH_PLATFORM}
+        keys["artifact"] = proto.default_model_filename or "model.pt"
+        return keys
     if backend == "python" or platform == "python":
         entry = proto.parameters.get("entrypoint")
         if entry is None or not entry.string_value:
@@ -193,7 +199,8 @@ def _runtime(proto: Any, model_dir: Path | None) -> dict[str, Any]:
     if platform or backend:
         raise ModelLoadError(
             f"platform '{platform or backend}' is not supported: modelserve serves "
-            f"'{ONNX_PLATFORM}' (backend '{ONNX_BACKEND}') and python models from config.pbtxt"
+            f"'{ONNX_PLATFORM}' (backend '{ONNX_BACKEND}'), '{TORCH_PLATFORM}' (backend "
+            f"'{TORCH_BACKEND}') and python models from config.pbtxt"
         )
     if proto.default_model_filename:
         keys["artifact"] = proto.default_model_filename

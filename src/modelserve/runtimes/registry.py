@@ -23,6 +23,7 @@ BUILTIN_RUNTIMES: Mapping[str, str] = {
     "xgboost": "modelserve.runtimes.xgboost:XGBoostRuntime",
     "lightgbm": "modelserve.runtimes.lightgbm:LightGBMRuntime",
     "python": "modelserve.runtimes.python:PythonRuntime",
+    "torch": "modelserve.runtimes.torch:TorchRuntime",
 }
 
 # File endings that name their runtime without a config. Ambiguous ones (.json, .txt) need
@@ -36,6 +37,9 @@ SUFFIX_RUNTIMES: tuple[tuple[str, str], ...] = (
     (".ubj", "xgboost"),
     (".xgb.json", "xgboost"),
     (".lgb.txt", "lightgbm"),
+    (".pt2", "torch"),
+    (".pt", "torch"),
+    (".pth", "torch"),
 )
 
 

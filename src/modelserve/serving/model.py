@@ -436,7 +436,7 @@ def max_batch_size(config: ModelConfig, batchable: bool, specs: tuple[TensorSpec
     return max_batch
 
 
-BATCHING_RUNTIMES = frozenset({"sklearn", "xgboost", "lightgbm", "onnx"})
+BATCHING_RUNTIMES = frozenset({"sklearn", "xgboost", "lightgbm", "onnx", "torch"})
 """Runtimes whose models the load-time probe may call on zeros (pure functions of their input)."""
 PROBE_ROWS = 8
 PROBE_CALLS = 5
