@@ -11,19 +11,30 @@ Each call runs under ``torch.inference_mode()`` with ``torch.set_num_threads`` s
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import io
 import logging
 import re
+import warnings
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy.typing as npt
 import torch
 
-from modelserve.errors import InternalError, ModelLoadError
-from modelserve.runtimes.base import Arrays, LoadContext, Runtime
+from modelserve.errors import ConversionError, InternalError, ModelLoadError
+from modelserve.runtimes.base import (
+    Arrays,
+    LoadContext,
+    OnnxExport,
+    OnnxOutput,
+    Precision,
+    Runtime,
+    distribution_versions,
+)
 from modelserve.types import RuntimeSignature, TensorSpec
 
 logger = logging.getLogger("modelserve.runtimes.torch")
@@ -175,6 +186,8 @@ class TorchRuntime(Runtime):
         self._threads = threads
         self.program = program
         """The ExportedProgram of a ``.pt2`` artifact (None otherwise)."""
+        self.path: Path | None = None
+        """The artifact."""
 
     @classmethod
     def load(cls, ctx: LoadContext) -> TorchRuntime:
@@ -203,6 +216,7 @@ class TorchRuntime(Runtime):
             inputs, keywords = _declared_inputs(ctx, module, path.name)
             found_outputs = ()
         runtime = cls(module, kind, inputs, (), keywords, threads, program)
+        runtime.path = path
         outputs = found_outputs or _declared_outputs(ctx) or runtime._probe_outputs(path.name)
         runtime._outputs = _named_like_declared(ctx, outputs)
         runtime._output_names = tuple(spec.name for spec in runtime._outputs)
@@ -279,9 +293,120 @@ class TorchRuntime(Runtime):
             specs.append(TensorSpec(name, _datatype(value.dtype, f"output '{name}'"), tuple(dims)))
         return tuple(specs)
 
+    # ---- ONNX --------------------------------------------------------------------------------
+
+    def export_onnx(self, opset: int | None, precision: Precision, sample: Arrays) -> OnnxExport:
+        """torch.onnx.export: an exported program or a pickled module through the torch.export
+        based exporter (onnxscript), TorchScript through the TorchScript exporter (the only one
+        that takes a ScriptModule). The graph keeps the model's own dtypes (``precision`` is not
+        a choice here) and, for a batching model, a dynamic first dimension."""
+        names = self._export_order()
+        args = tuple(_to_tensor(np_rows(sample[name], 2)) for name in names)
+        batched = self.signature().batchable
+        buffer = io.BytesIO()
+        versions = distribution_versions("torch", "onnx")
+        try:
+            with _quiet_exporter():
+                if self.kind == "script":
+                    converter = "torch.onnx (TorchScript exporter)"
+                    axes = {name: {0: "batch"} for name in (*names, *self._output_names)}
+                    torch.onnx.export(
+                        self._fresh_script(),
+                        args,
+                        buffer,
+                        dynamo=False,
+                        input_names=list(names),
+                        output_names=list(self._output_names),
+                        dynamic_axes=axes if batched else None,
+                        opset_version=opset or DEFAULT_OPSET_TORCHSCRIPT,
+                    )
+                    model = buffer.getvalue()
+                else:
+                    converter = "torch.onnx (torch.export exporter)"
+                    versions |= distribution_versions("onnxscript")
+                    target = self.program if self.program is not None else self._module
+                    shapes = (
+                        tuple({0: torch.export.Dim.DYNAMIC} for _ in names)
+                        if batched and self.program is None
+                        else None
+                    )
+                    program = torch.onnx.export(
+                        target,
+                        args,
+                        dynamo=True,
+                        verbose=False,
+                        input_names=list(names),
+                        output_names=list(self._output_names),
+                        dynamic_shapes=shapes,
+                        opset_version=opset,
+                    )
+                    model = program.model_proto.SerializeToString()
+        except ImportError as exc:
+            raise ConversionError(
+                f"torch.onnx needs {exc.name or exc}: install modelserve[convert]"
+            ) from None
+        except Exception as exc:  # the exporters raise many types
+            raise ConversionError(f"torch.onnx: {type(exc).__name__}: {_first_line(exc)}") from None
+        return OnnxExport(
+            model=model,
+            converter=converter,
+            versions=versions,
+            outputs=tuple(OnnxOutput(name, name) for name in self._output_names),
+            precision=precision,
+        )
+
+    def _fresh_script(self) -> Any:
+        """The TorchScript module loaded again for the exporter: exporting leaves state in the
+        module it traces (its graph executor's profile) that makes later inference-mode calls
+        of the same module fail."""
+        if self.path is None:
+            raise ConversionError("the TorchScript file is not known")
+        return torch.jit.load(str(self.path), map_location="cpu").eval()
+
+    def _export_order(self) -> tuple[str, ...]:
+        """The inputs in the order forward takes them (exporters pass them by position)."""
+        if not self._keywords:
+            return self._input_names
+        forward = _forward_arguments(self._module)[0]
+        ordered = sorted(self._input_names, key=forward.index)
+        if ordered != forward[: len(ordered)]:
+            raise ConversionError(
+                f"the inputs {list(self._input_names)} are not forward's first arguments "
+                f"({', '.join(forward)}); exporters pass inputs by position"
+            )
+        return tuple(ordered)
+
     def unload(self) -> None:
         self._module = _unloaded
         self.program = None
+
+
+DEFAULT_OPSET_TORCHSCRIPT = 17
+"""The TorchScript exporter's opset unless told otherwise (the torch.export exporter chooses
+its own, 18 or newer)."""
+
+
+def np_rows(array: npt.NDArray[Any], count: int) -> npt.NDArray[Any]:
+    """The first ``count`` rows: example inputs for the exporters' tracing."""
+    return array[:count] if array.ndim else array
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """The exporters print their steps, warn about their own deprecations and log about
+    optional packages (torchvision); the conversion's progress and report say what matters."""
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration.level
+    registration.setLevel(logging.ERROR)
+    try:
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(io.StringIO()),
+        ):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        registration.setLevel(level)
 
 
 def _unloaded(*args: Any, **kwargs: Any) -> Any:
