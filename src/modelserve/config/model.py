@@ -11,6 +11,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from modelserve.config.execution import Execution, mode_or_mapping
 from modelserve.config.experiment import ExperimentConfig
 from modelserve.config.monitoring import MonitoringConfig
 from modelserve.config.payload import PayloadLoggingConfig
@@ -324,11 +325,14 @@ class ModelConfig(BaseModel):
         description="Version served to requests that name none (default: newest READY).",
     )
     warmup: Warmup | None = None
-    execution: Literal["auto", "thread", "inline", "process"] = Field(
-        default="auto",
+    execution: Execution = Field(
+        default_factory=Execution,
         description="Where predict runs: 'thread' on the executor pool, 'inline' on the event "
         "loop, 'auto' inline once predict reliably takes under 100 µs (one instance only), "
-        "'process' in `instances` worker processes (for GIL-bound models).",
+        "'process' in `instances` worker processes (for GIL-bound models); or a mapping with "
+        "that as `mode` and, for ONNX graphs, `providers` (tensorrt, cuda, cpu) and `tensorrt` "
+        "options (docs/runtimes.md#gpu-execution-providers).",
+        json_schema_extra=mode_or_mapping,
     )
     dynamic_batching: DynamicBatching | None = Field(
         default=None,
@@ -420,7 +424,7 @@ class ModelConfig(BaseModel):
                 ("warmup", self.warmup is None),
                 ("validation", self.validation is None),
                 ("dynamic_batching", self.dynamic_batching is None),
-                ("execution", self.execution == "auto"),
+                ("execution", self.execution == Execution()),
                 ("instances", self.instances == 1),
             )
             if not unset
@@ -443,7 +447,7 @@ class ModelConfig(BaseModel):
             ("sequence_batching", self.sequence_batching is None),
             ("response_cache", self.response_cache is None),
             ("warmup", self.warmup is None),
-            ("execution: process", self.execution != "process"),
+            ("execution: process", self.execution.mode != "process"),
         ):
             if not unset:
                 raise ValueError(f"a decoupled model cannot have {key}")
@@ -459,7 +463,7 @@ class ModelConfig(BaseModel):
             raise ValueError("sequence_batching and dynamic_batching exclude each other")
         if self.response_cache is not None:
             raise ValueError("a model with sequence_batching keeps state: no response_cache")
-        if self.execution == "process":
+        if self.execution.mode == "process":
             raise ValueError(
                 "sequence_batching runs in the server process, not 'execution: process'"
             )
@@ -467,7 +471,7 @@ class ModelConfig(BaseModel):
 
     @model_validator(mode="after")
     def _accelerate_in_threads(self) -> ModelConfig:
-        if self.accelerate == "onnx" and self.execution == "process":
+        if self.accelerate == "onnx" and self.execution.mode == "process":
             raise ValueError(
                 "accelerate: onnx serves through onnxruntime, which runs in threads; "
                 "execution: process does not apply to it"

@@ -1,7 +1,9 @@
-"""ONNX models through onnxruntime on the CPU."""
+"""ONNX models through onnxruntime: on the CPU, or on the execution providers model.yaml asks for
+(``execution.providers``: tensorrt, cuda, cpu; runtimes/onnx_providers.py plans them)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -9,9 +11,19 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
+from modelserve.codecs.tensors import V2_TO_NUMPY
 from modelserve.errors import ConversionError, ModelLoadError
 from modelserve.runtimes.base import Arrays, LoadContext, Runtime
+from modelserve.runtimes.onnx_providers import (
+    ProviderPlan,
+    engine_dir,
+    fallback_notices,
+    plan_providers,
+    tensorrt_profile,
+)
 from modelserve.types import RuntimeSignature, TensorSpec
+
+log = logging.getLogger("modelserve.runtimes.onnx")
 
 # ONNX element type (as onnxruntime spells it inside "tensor(...)") -> V2 datatype.
 ONNX_TO_V2: dict[str, str] = {
@@ -51,6 +63,23 @@ def _spec(node: Any, kind: str) -> TensorSpec:
     return TensorSpec(name=node.name, datatype=datatype, shape=dims)
 
 
+def _declared_inputs(ctx: LoadContext) -> list[TensorSpec]:
+    """The inputs model.yaml declares (for TensorRT's optimisation profile)."""
+    return [TensorSpec(t.name, t.datatype, tuple(t.shape)) for t in ctx.config.inputs or ()]
+
+
+def _graph_inputs(path: Path) -> list[TensorSpec]:
+    """The graph's inputs, read through a CPU session without optimisations (the providers'
+    options must be known before the real session exists)."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return [_spec(node, "input") for node in session.get_inputs()]
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise ModelLoadError(f"onnxruntime cannot load {path.name}: {exc}") from None
+
+
 def _to_str_array(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
     """BYTES arrive as object arrays of bytes; onnxruntime string tensors want str."""
     flat = [
@@ -73,8 +102,15 @@ class OnnxRuntime(Runtime):
     platform = "onnxruntime_onnx"
     artifact_suffixes = (".onnx",)
 
-    def __init__(self, session: Any, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> None:
+    def __init__(
+        self,
+        session: Any,
+        inputs: list[TensorSpec],
+        outputs: list[TensorSpec],
+        notices: tuple[str, ...] = (),
+    ) -> None:
         self._session = session
+        self._notices = notices
         self._inputs = tuple(inputs)
         self._outputs = tuple(outputs)
         self._output_names = [spec.name for spec in outputs]
@@ -92,13 +128,69 @@ class OnnxRuntime(Runtime):
         options.inter_op_num_threads = ctx.int_parameter("inter_op_num_threads", 1)
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        execution = ctx.config.execution
+        plan = None
+        providers: list[Any] = ["CPUExecutionProvider"]
+        if execution.gpu:
+            available = ort.get_available_providers()
+            profile = None
+            if "tensorrt" in execution.providers and "TensorrtExecutionProvider" in available:
+                specs = _declared_inputs(ctx) or _graph_inputs(path)
+                profile = tensorrt_profile(specs, ctx.config.max_batch_size)
+            cache = engine_dir(ctx.version_dir)
+            plan = plan_providers(execution, available, cache, profile)
+            if plan.tensorrt and execution.tensorrt.engine_cache:
+                cache.mkdir(parents=True, exist_ok=True)
+            providers = list(plan.providers)
         try:
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ModelLoadError(f"onnxruntime cannot load {path.name}: {exc}") from None
         inputs = [_spec(node, "input") for node in session.get_inputs()]
         outputs = [_spec(node, "output") for node in session.get_outputs()]
-        return cls(session, inputs, outputs)
+        notices: tuple[str, ...] = ()
+        if plan is not None:
+            notices = tuple(fallback_notices(plan, session.get_providers()))
+            for notice in notices:
+                log.warning("model %s version %s: %s", ctx.model_name, ctx.version, notice)
+        runtime = cls(session, inputs, outputs, notices)
+        if plan is not None:
+            runtime._build_engines(plan, ctx)
+        return runtime
+
+    def _build_engines(self, plan: ProviderPlan, ctx: LoadContext) -> None:
+        """One call on zeros at load, so that TensorRT builds (or reads from its cache) the
+        engine and CUDA picks its kernels now, never on a live request. With an optimisation
+        profile (fixed dimensions past the batch) the engine covers every batch size."""
+        if not set(self._session.get_providers()) & {
+            "TensorrtExecutionProvider",
+            "CUDAExecutionProvider",
+        }:
+            return
+        if any(spec.datatype == "BYTES" for spec in self._inputs):
+            return
+        feed = {
+            spec.name: np.zeros(
+                tuple(1 if dim == -1 else dim for dim in spec.shape),
+                dtype=V2_TO_NUMPY[spec.datatype],
+            )
+            for spec in self._inputs
+        }
+        try:
+            self._session.run(None, feed)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ModelLoadError(
+                f"building the {', '.join(plan.names)} session on zeros failed: {exc}"
+            ) from None
+        log.info(
+            "model %s version %s: engines built on %s",
+            ctx.model_name,
+            ctx.version,
+            ", ".join(self._session.get_providers()),
+        )
+
+    def notices(self) -> tuple[str, ...]:
+        return self._notices
 
     @classmethod
     def optimize_file(cls, source: Path, target: Path) -> None:

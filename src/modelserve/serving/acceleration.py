@@ -128,7 +128,11 @@ def onnx_loader(registry: RuntimeRegistry, ctx: LoadContext) -> OnnxLoader:
     without onnxruntime falls back to the native model with the reason)."""
 
     def load(path: Path) -> Runtime:
-        config = ModelConfig(artifact=path.name, parameters=dict(ctx.config.parameters))
+        config = ModelConfig(
+            artifact=path.name,
+            parameters=dict(ctx.config.parameters),
+            execution=ctx.config.execution,  # its providers run the graph
+        )
         folder = path.parent
         target = LoadContext(ctx.model_name, ctx.version, folder, folder, config)
         return registry.resolve("onnx").load(target)

@@ -407,16 +407,17 @@ def _execution(config: ModelConfig, runtime_name: str) -> str:
     on a process that may use one core only runs compute-bound runtimes on the loop: a thread
     cannot add parallelism there, only switches (the python runtime may block on I/O, so it
     keeps the adaptive rule)."""
-    if config.execution == "process":
+    mode = config.execution.mode
+    if mode == "process":
         return "thread"
     if (
-        config.execution == "auto"
+        mode == "auto"
         and config.instances == 1
         and runtime_name != "python"
         and usable_cores() == 1
     ):
         return "inline"
-    return config.execution
+    return mode
 
 
 def max_batch_size(config: ModelConfig, batchable: bool, specs: tuple[TensorSpec, ...]) -> int:
@@ -466,7 +467,7 @@ def default_batching(
         config.batching_chosen()
         or max_batch < PROBE_ROWS
         or runtime_name not in BATCHING_RUNTIMES
-        or config.execution == "process"
+        or config.execution.mode == "process"
         or any(spec.datatype == "BYTES" for spec in inputs)
     ):
         return False

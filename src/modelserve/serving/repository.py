@@ -400,7 +400,7 @@ class ModelRepository:
         runtime_cls = self._registry.resolve(runtime_name)
         started = time.perf_counter_ns()
         notices: tuple[str, ...] = ()
-        if config.execution == "process":
+        if config.execution.mode == "process":
             runtime: Runtime = ProcessRuntime.start(ctx, runtime_name)
         else:
             runtime = runtime_cls.load(ctx)
