@@ -11,10 +11,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import pytest
 
 from modelserve.config.settings import TokenConfig
+from modelserve.protocol import grpc_service_pb2 as pb
 from modelserve.security.auth import hash_token
 from tests.harness import CliProcess, Servers, run_cli, write_python_model
 
@@ -84,6 +86,24 @@ def test_a_split_lands_within_two_points_and_a_named_version_bypasses_it(
     metrics = httpx.get(f"{running.http}/metrics").text
     line = f'modelserve_experiment_requests_total{{arm="b",model="m",version="2"}} {seen["2"]}.0'
     assert line in metrics
+    # over gRPC the answer's trailing metadata says which version answered, as REST's header
+    with grpc.insecure_channel(running.grpc_url) as channel:
+        infer = channel.unary_unary(
+            "/inference.GRPCInferenceService/ModelInfer",
+            request_serializer=pb.ModelInferRequest.SerializeToString,
+            response_deserializer=pb.ModelInferResponse.FromString,
+        )
+        tensor = pb.ModelInferRequest.InferInputTensor(name="x", datatype="FP32", shape=[1, 1])
+        tensor.contents.fp32_contents.append(1.0)
+        routes: Counter[str] = Counter()
+        for _ in range(200):
+            answer, call = infer.with_call(
+                pb.ModelInferRequest(model_name="m", inputs=[tensor]), timeout=30
+            )
+            route = dict(call.trailing_metadata())["x-modelserve-route"]
+            assert route == f"m:{answer.model_version}"
+            routes[route] += 1
+    assert set(routes) == {"m:1", "m:2"}, routes
 
 
 def test_sticky_keys_stay_and_new_weights_move_only_the_margin(

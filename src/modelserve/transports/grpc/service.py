@@ -56,6 +56,9 @@ SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
 SERVICE_NAME: str = SERVICE.full_name
 STREAM_TARGET = f"/{SERVICE_NAME}/ModelStreamInfer"
 RETRY_AFTER_KEY = "retry-after"
+ROUTE_KEY = "x-modelserve-route"
+"""Trailing metadata of every ModelInfer answer: ``<model>:<version>``, the version that answered
+(as the REST header of that name)."""
 STREAM_WINDOW = 64
 """Requests of one stream in flight at once; past it the stream is not read (flow control)."""
 
@@ -202,6 +205,8 @@ class InferenceServicer:
         self, request: pb.ModelInferRequest, context: Context
     ) -> pb.ModelInferResponse:
         response = await self._dp.infer(self._decode(request))
+        route = (ROUTE_KEY, f"{response.model_name}:{response.model_version}")
+        context.set_trailing_metadata((*context.trailing_metadata(), route))
         return encode_infer_response(response)
 
     def _decode(self, request: pb.ModelInferRequest) -> Any:
