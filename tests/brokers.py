@@ -108,6 +108,26 @@ class RedisServer(_Process):
             "no",
         ]
 
+    def start(self) -> None:
+        """Started and done loading its append-only file: after a restart the port opens
+        before the data is loaded, and commands meanwhile fail with BusyLoadingError."""
+        import redis
+
+        super().start()
+        deadline = time.monotonic() + 30
+        client = redis.Redis.from_url(self.url)
+        try:
+            while True:
+                try:
+                    client.ping()
+                    return
+                except redis.exceptions.BusyLoadingError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+        finally:
+            client.close()
+
     def client(self) -> Any:
         import redis
 

@@ -256,7 +256,8 @@ class Experiments:
                     f"model '{state.model}': the experiment is {state.state} already"
                 )
             self.finish(state, now, action == "promote")
-            state.record(now, action, f"{action}d by a user", {})
+            done = "promoted" if action == "promote" else "rolled back"
+            state.record(now, action, f"{done} by a user", {})
         state.revision += 1
         return state
 
