@@ -285,16 +285,24 @@ class _Judge:
         what = f"error rate {_pct(rate)} vs limit {_pct(limit)} (lower bound {_pct(lower)})"
         return self._decide("error_rate", lower > limit, upper <= limit, rate <= limit, what)
 
+    def _gap(
+        self, name: str, x1: int, n1: int, x2: int, n2: int, limit: float
+    ) -> tuple[float, float, float]:
+        """p1 - p2, the lower bound of its Newcombe interval at the rollback level and the
+        upper bound at the promotion level; all three (and ``limit``) go into the figures
+        as ``<name>``, ``<name>_limit``, ``<name>_lower``, ``<name>_upper``."""
+        gap = x1 / n1 - x2 / n2
+        lower, _ = _newcombe(x1, n1, x2, n2, self.z_fail)
+        _, upper = _newcombe(x1, n1, x2, n2, self.z_pass)
+        self.figures.update(
+            {name: gap, f"{name}_limit": limit, f"{name}_lower": lower, f"{name}_upper": upper}
+        )
+        return gap, lower, upper
+
     def error_rate_increase(self, limit: float) -> _Outcome:
         c, b = self.candidate, self.baseline
-        increase = c.errors / c.requests - b.errors / b.requests
-        lower, _ = _newcombe(c.errors, c.requests, b.errors, b.requests, self.z_fail)
-        _, upper = _newcombe(c.errors, c.requests, b.errors, b.requests, self.z_pass)
-        self.figures.update(
-            error_rate_increase=increase,
-            error_rate_increase_limit=limit,
-            error_rate_increase_lower=lower,
-            error_rate_increase_upper=upper,
+        increase, lower, upper = self._gap(
+            "error_rate_increase", c.errors, c.requests, b.errors, b.requests, limit
         )
         what = (
             f"error rate increase {_pct(increase)} over the baseline vs limit {_pct(limit)} "
@@ -370,14 +378,8 @@ class _Judge:
 
     def accuracy_drop(self, limit: float) -> _Outcome:
         c, b = self.candidate, self.baseline
-        drop = b.correct / b.labels - c.correct / c.labels
-        lower, _ = _newcombe(b.correct, b.labels, c.correct, c.labels, self.z_fail)
-        _, upper = _newcombe(b.correct, b.labels, c.correct, c.labels, self.z_pass)
-        self.figures.update(
-            accuracy_drop=drop,
-            accuracy_drop_limit=limit,
-            accuracy_drop_lower=lower,
-            accuracy_drop_upper=upper,
+        drop, lower, upper = self._gap(
+            "accuracy_drop", b.correct, b.labels, c.correct, c.labels, limit
         )
         what = f"accuracy drop {_pct(drop)} vs limit {_pct(limit)} (lower bound {_pct(lower)})"
         return self._decide("accuracy_drop", lower > limit, upper <= limit, drop <= limit, what)
