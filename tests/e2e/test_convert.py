@@ -147,3 +147,31 @@ def test_a_sample_that_does_not_fit_says_why(tmp_path: Path) -> None:
     options = ConvertOptions(artifact, tmp_path / "sample.csv", out=tmp_path / "m.onnx")
     with pytest.raises(OfflineError, match=r"shape \[1, 2\] does not fit input 'input'"):
         convert_artifact(options, RuntimeRegistry())
+
+
+def test_a_version_folder_converts_with_the_runtime_its_file_names(tmp_path: Path) -> None:
+    """`modelserve convert <model>/<version>` finds the artifact and its runtime as the server
+    does; a folder with several model files, or none, is one line on stderr and exit code 2."""
+    version = tmp_path / "repo" / "iris" / "1"
+    version.mkdir(parents=True)
+    build.build_iris_sklearn(version / "model.skops")
+    (version / "conversion_report.json").write_text("{}")  # the server's own files are ignored
+    x, _ = build.classification_data()
+    np.save(tmp_path / "sample.npy", x)
+    out = tmp_path / "iris.onnx"
+    done = run_cli(["convert", str(version), "--sample", str(tmp_path / "sample.npy"),
+                    "--out", str(out)], timeout=CLI_TIMEOUT_S)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "converter\tskl2onnx" in done.stdout and out.is_file()
+    build.build_iris_xgboost(version / "model.ubj")
+    done = run_cli(["convert", str(version), "--sample", str(tmp_path / "sample.npy"),
+                    "--out", str(out)], timeout=CLI_TIMEOUT_S)  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and "Traceback" not in done.stderr
+    assert "several model files (model.skops (sklearn), model.ubj (xgboost))" in done.stderr
+    empty = tmp_path / "repo" / "iris" / "2"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no model here")
+    options = ConvertOptions(empty, tmp_path / "sample.npy", out=out)
+    with pytest.raises(OfflineError, match=r"holds no model file whose ending names its runtime"):
+        convert_artifact(options, RuntimeRegistry())

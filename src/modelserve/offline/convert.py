@@ -21,7 +21,12 @@ from typing import cast
 from modelserve.config.model import MODEL_CONFIG_FILE, ModelConfig, load_model_config
 from modelserve.errors import ConversionError, ModelLoadError
 from modelserve.runtimes.base import LoadContext, OnnxExport, OnnxTools, Runtime
-from modelserve.runtimes.registry import RuntimeRegistry, runtime_for_file
+from modelserve.runtimes.registry import (
+    SUFFIX_RUNTIMES,
+    RuntimeRegistry,
+    artifact_runtimes,
+    runtime_for_file,
+)
 from modelserve.serving.conversion import (
     Conversion,
     ConversionReport,
@@ -86,6 +91,27 @@ def _config_for(version_dir: Path) -> ModelConfig:
     return ModelConfig()
 
 
+def _folder_artifact(folder: Path, named: str | None) -> tuple[str, str]:
+    """The artifact of a version folder and its runtime, told by its file ending as the server
+    tells them (runtimes/registry.py's suffix table); ``named``: model.yaml's ``artifact:``."""
+    if named is not None:
+        runtime = runtime_for_file(named)
+        if runtime is None:
+            raise OfflineError(f"cannot tell the runtime of {named} (model.yaml); give --runtime")
+        return named, runtime
+    found = artifact_runtimes(folder)
+    if not found:
+        endings = ", ".join(suffix for suffix, _ in SUFFIX_RUNTIMES)
+        raise OfflineError(
+            f"{folder} holds no model file whose ending names its runtime ({endings}); "
+            "give the file, or --runtime"
+        )
+    if len(found) > 1:
+        names = ", ".join(f"{file} ({runtime})" for file, runtime in found.items())
+        raise OfflineError(f"{folder} holds several model files ({names}); give the one to convert")
+    return next(iter(found.items()))
+
+
 def load_artifact(
     path: Path, registry: RuntimeRegistry, runtime: str | None = None, trust: bool = False
 ) -> Artifact:
@@ -102,10 +128,15 @@ def load_artifact(
     update: dict[str, object] = {"trust": config.trust or trust}
     if path.is_file():
         update["artifact"] = path.name
+    name = runtime or config.runtime
+    if name is None and path.is_file():
+        name = runtime_for_file(path.name)
+        if name is None:
+            raise OfflineError(f"cannot tell the runtime of {path.name}; give --runtime")
+    elif name is None:
+        file, name = _folder_artifact(path, config.artifact)
+        update["artifact"] = file
     config = config.model_copy(update=update)
-    name = runtime or config.runtime or (runtime_for_file(path.name) if path.is_file() else None)
-    if name is None:
-        raise OfflineError(f"cannot tell the runtime of {path.name}; give --runtime")
     ctx = LoadContext(
         version_dir.parent.name if path.is_dir() else path.stem,
         version_dir.name,

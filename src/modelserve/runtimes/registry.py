@@ -15,7 +15,7 @@ from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
 from modelserve.errors import ModelLoadError
-from modelserve.runtimes.base import Runtime
+from modelserve.runtimes.base import RESERVED_FILES, Runtime
 
 BUILTIN_RUNTIMES: Mapping[str, str] = {
     "onnx": "modelserve.runtimes.onnx:OnnxRuntime",
@@ -106,13 +106,25 @@ def runtime_for_file(name: str) -> str | None:
     return None
 
 
+def artifact_runtimes(version_dir: Path) -> dict[str, str]:
+    """The files of a version folder whose ending names a runtime (file name -> runtime), in
+    name order; the server's own files (validation and conversion reports) are left out."""
+    found: dict[str, str] = {}
+    for path in sorted(version_dir.iterdir()):
+        if path.is_file() and path.name not in RESERVED_FILES:
+            runtime = runtime_for_file(path.name)
+            if runtime is not None:
+                found[path.name] = runtime
+    return found
+
+
 def infer_runtime_name(version_dir: Path) -> str:
     """Guess the runtime from the files of a version folder."""
-    files = [p.name for p in version_dir.iterdir() if p.is_file()]
-    matches = {rt for name in files for suffix, rt in SUFFIX_RUNTIMES if name.endswith(suffix)}
+    matches = set(artifact_runtimes(version_dir).values())
     if len(matches) == 1:
         return matches.pop()
     if not matches:
+        files = [p.name for p in version_dir.iterdir() if p.is_file()]
         raise ModelLoadError(
             f"cannot tell the runtime of {version_dir} from its files "
             f"({', '.join(files) or 'none'}); set 'runtime:' in model.yaml"
