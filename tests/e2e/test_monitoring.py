@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import logging
 import threading
 import uuid
 from collections.abc import Iterator
@@ -128,6 +129,51 @@ def test_unmonitored_model_says_so(model_repo: Path, serve: Servers) -> None:
     labels = httpx.post(f"{running.http}/v2/models/iris_onnx/labels", json={"id": "a", "label": 1})
     assert labels.status_code == 409 and "not monitored" in labels.json()["error"]
     assert running.server is not None and not running.server.events.active
+
+
+@pytest.mark.parametrize(
+    ("store", "reason"),
+    [
+        ("{tmp}/a-file/monitoring.db", "File exists"),
+        ("redis://127.0.0.1:6379/0", "'redis://' is not a store"),
+        ("postgresql://user:secret@127.0.0.1:1/none", "127.0.0.1"),
+    ],
+    ids=["bad-path", "redis-url", "unreachable-postgres"],
+)
+def test_a_store_that_cannot_open_is_an_error_with_its_reason(
+    model_repo: Path,
+    tmp_path: Path,
+    serve: Servers,
+    caplog: pytest.LogCaptureFixture,
+    store: str,
+    reason: str,
+) -> None:
+    """Not 'not monitored': the API answers 503 with why, the dashboard says it, the log says
+    it once at WARNING (not again when models load again), and no password is shown."""
+    (tmp_path / "a-file").write_text("a file where the store's folder should be")
+    repo = monitored_repo(model_repo, tmp_path / "repo", {})
+    caplog.set_level(logging.INFO, logger="modelserve.monitoring")
+    running = serve(repo, store=store.format(tmp=tmp_path), ui=True, model_control_mode="explicit")
+    load = f"{running.http}/v2/repository/models/iris/load"
+    assert httpx.post(load).status_code == 200
+    reply = httpx.get(f"{running.http}/v2/models/iris/monitoring")
+    assert reply.status_code == 503, reply.text
+    error = reply.json()["error"]
+    assert error.startswith("the monitoring store (") and "cannot open: " in error
+    assert reason in error and "secret" not in error and "not monitored" not in error
+    labels = httpx.post(f"{running.http}/v2/models/iris/labels", json={"id": "a", "label": 1})
+    assert labels.status_code == 503 and labels.json()["error"] == error
+    ui = httpx.get(f"{running.http}/ui/api/models/iris")
+    assert ui.json()["monitoring"] == {"error": error}, ui.text
+    page = httpx.get(f"{running.http}/ui/models/iris").text
+    assert "Monitoring error: the monitoring store (" in page and "Not monitored" not in page
+    assert httpx.post(load).status_code == 200  # the store is tried again, not logged again
+    assert httpx.get(f"{running.http}/v2/models/iris/monitoring").json()["error"] == error
+    said = [r for r in caplog.records if "cannot open" in r.getMessage()]
+    assert [r.levelno for r in said] == [logging.WARNING], said
+    # a model without monitoring is still 'not monitored', not the store's error
+    unmonitored = httpx.get(f"{running.http}/v2/models/iris_onnx/monitoring")
+    assert unmonitored.status_code == 404 or "not monitored" in unmonitored.json()["error"]
 
 
 @pytest.fixture(scope="module")

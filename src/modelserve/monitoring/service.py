@@ -144,6 +144,8 @@ class Monitoring:
         self._last_prune = 0.0
         self.alerts = Alerts(bus, metrics)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.store_error: str | None = None
+        """Why the store did not open (None once it has, or before it was asked to)."""
 
     # ---- configuration -----------------------------------------------------------------------
 
@@ -190,8 +192,9 @@ class Monitoring:
                 try:
                     self._store = await self._call(open_store, self._store_url, self._state_dir)
                 except Exception as exc:
-                    log.error("the monitoring store cannot open: %s", exc)
+                    self._store_failed(exc)
                     return
+                self.store_error = None
                 log.info("monitoring store: %s", self._store.url)
             rates = {name: m.config.sample_rate for name, m in models.items()}
             if self._subscription is None and rates:
@@ -203,8 +206,19 @@ class Monitoring:
             elif self._subscription is not None:
                 self._bus.update(self._subscription, rates)
 
+    def _store_failed(self, exc: Exception) -> None:
+        """The store did not open: keep the reason for the API (it is tried again at the next
+        ``apply``), logged once at WARNING (again only if the reason changes)."""
+        where = self._store_url or str(self._state_dir / "modelserve.db")
+        reason = f"the monitoring store ({_redacted(where)}) cannot open: {_oneline(exc)}"
+        if reason != self.store_error:
+            log.warning("%s; monitored models are not recorded until it opens", reason)
+        self.store_error = reason
+
     def _model(self, name: str) -> _Model:
         model = self._models.get(name)
+        if model is not None and self._store is None and self.store_error is not None:
+            raise Unavailable(self.store_error)
         if model is None or self._store is None:
             raise FailedPrecondition(
                 f"model '{name}' is not monitored: add a 'monitoring:' key to its model.yaml "
@@ -594,6 +608,20 @@ def _label_entries(document: Any) -> list[tuple[str, Any]]:
             raise InvalidArgument(f"labels[{index}]: 'id' must be a non-empty string")
         entries.append((ident, item["label"]))
     return entries
+
+
+def _oneline(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def _redacted(url: str) -> str:
+    """``url`` without the password of its user part (``postgresql://user:***@host/db``)."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in credentials:
+        return url
+    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
 
 
 def _version_key(version: str) -> tuple[int, str]:

@@ -224,6 +224,12 @@ def open_store(url: str | None, state_dir: Path) -> Store:
         return PostgresStore(url)
     from modelserve.monitoring.store_sqlite import SqliteStore
 
+    scheme, sep, _ = (url or "").partition("://")
+    if sep and scheme != "sqlite":
+        raise ValueError(
+            f"'{scheme}://' is not a store: give a SQLite file path (sqlite:///path) or a "
+            "postgresql:// URL"
+        )
     if url is None:
         path = state_dir / "modelserve.db"
     elif url.startswith("sqlite://"):

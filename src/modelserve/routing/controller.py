@@ -39,6 +39,7 @@ from modelserve.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    Unavailable,
 )
 from modelserve.monitoring.events import EXPERIMENT_STATUS, EventBus, InferenceEvent
 from modelserve.monitoring.store import Store, open_store
@@ -439,7 +440,10 @@ class Experiments:
         """The store; None while there is none and ``create`` is false (no experiment was
         ever started on this repository's store)."""
         if self._store is None:
-            self._store = await self._call(self._open_store, create)
+            try:
+                self._store = await self._call(self._open_store, create)
+            except Exception as exc:  # a bad path, an unreachable database: 503, not 500
+                raise Unavailable(f"the experiments store cannot open: {exc}") from None
         return self._store
 
     def _open_store(self, create: bool) -> Store | None:

@@ -199,9 +199,7 @@ def monitoring_section(doc: dict[str, Any] | None, shadow: dict[str, Any] | None
             "model.yaml (docs/monitoring.md).</p>"
         )
     elif "error" in doc:
-        content = (
-            f'<p class="alert">The monitoring store cannot be read: {escape(doc["error"])}</p>'
-        )
+        content = f'<p class="alert">Monitoring error: {escape(doc["error"])}</p>'
     else:
         versions = doc.get("versions", {})
         content = _versions_table(versions) + _accuracy_table(versions) + _drift_table(versions)

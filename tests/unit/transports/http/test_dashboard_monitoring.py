@@ -39,8 +39,9 @@ def test_a_model_that_is_not_monitored_says_how_to_turn_it_on() -> None:
 
 
 def test_a_store_that_cannot_be_read_is_said_escaped() -> None:
-    html = monitoring_section({"error": "disk <full>"})
-    assert "cannot be read: disk &lt;full&gt;" in html
+    html = monitoring_section({"error": "the monitoring store cannot be read: disk <full>"})
+    assert "Monitoring error: the monitoring store cannot be read: disk &lt;full&gt;" in html
+    assert 'class="alert"' in html and "Not monitored" not in html
 
 
 def test_classifier_and_regressor_figures_per_version_and_window() -> None:
