@@ -13,11 +13,11 @@ someone asks for it.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Collection, Mapping, Sequence
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
+from random import getrandbits
 from typing import Any, TypeGuard
 
 __all__ = [
@@ -99,9 +99,10 @@ def usable_id(value: str | None) -> TypeGuard[str]:
 
 
 def new_request_id() -> str:
-    """32 random hex digits, as a uuid4's hex (``os.urandom`` is four times cheaper than
-    ``uuid.uuid4``)."""
-    return os.urandom(16).hex()
+    """32 random hex digits, as a uuid4's hex. An id needs to be unique, not secret: the
+    Mersenne Twister (reseeded in a forked worker by ``random`` itself) draws one without a
+    system call, three times cheaper than ``os.urandom`` and ten times than ``uuid.uuid4``."""
+    return getrandbits(128).to_bytes(16).hex()
 
 
 CURRENT: ContextVar[RequestContext | None] = ContextVar("modelserve_request", default=None)

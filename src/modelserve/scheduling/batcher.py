@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from modelserve.errors import (
     DeadlineExceeded,
@@ -224,12 +225,15 @@ class Batcher:
         if self._inline and self.policy.dynamic:
             # Batch per loop tick: requests that arrived in this iteration of the event loop
             # are all queued before the model runs on it.
-            if not self._tick_scheduled:
-                self._tick_scheduled = True
-                asyncio.get_running_loop().call_soon(self._tick)
+            self._schedule_tick()
             return
         self._dispatch()
         self._wake_idle_waiters()
+
+    def _schedule_tick(self) -> None:
+        if not self._tick_scheduled:
+            self._tick_scheduled = True
+            asyncio.get_running_loop().call_soon(self._tick)
 
     def _tick(self) -> None:
         self._tick_scheduled = False
@@ -245,6 +249,13 @@ class Batcher:
                 self._free -= 1
                 if self._inline:
                     self._execute_inline(batch)
+                    if self._queue and self.policy.dynamic:
+                        # One batch per loop iteration: the answers just computed are written
+                        # and the requests that arrived meanwhile are read (and join the queue)
+                        # before the next batch forms, so batches stay full and nobody's answer
+                        # waits for the batches queued behind it.
+                        self._schedule_tick()
+                        return
                 else:
                     asyncio.get_running_loop().create_task(self._execute(batch))
 
@@ -393,9 +404,12 @@ class Batcher:
         except InvalidArgument:
             return self._run_alone(batch, predict), time.perf_counter_ns() - started
         predict_ns = time.perf_counter_ns() - started
-        total = sum(p.rows for p in batch)
-        offsets = np.cumsum([p.rows for p in batch])[:-1]
-        split: dict[str, list[Any]] = {}
+        bounds: list[tuple[int, int]] = []
+        total = 0
+        for pending in batch:
+            bounds.append((total, total + pending.rows))
+            total += pending.rows
+        outputs: list[tuple[str, npt.NDArray[Any]]] = []
         for out_name, value in produced.items():
             array = np.asarray(value)
             if array.ndim == 0 or array.shape[0] != total:
@@ -404,8 +418,12 @@ class Batcher:
                     f"model '{self.name}' returned {got} rows for output '{out_name}' "
                     f"from a batch of {total}"
                 )
-            split[out_name] = np.split(array, offsets)
-        return [{n: parts[i] for n, parts in split.items()} for i in range(len(batch))], predict_ns
+            outputs.append((out_name, array))
+        # each request's rows as views of the batch's outputs (no copy; np.split costs more)
+        parts: list[Arrays | Exception] = [
+            {name: array[start:stop] for name, array in outputs} for start, stop in bounds
+        ]
+        return parts, predict_ns
 
     def _predictor(self, outputs: frozenset[str] | None) -> Predict:
         if outputs is None or self._select is None:

@@ -312,6 +312,30 @@ async def test_inline_batching_merges_what_arrived_in_one_loop_tick(
         np.testing.assert_array_equal(done.outputs["y"], rows(i, 2)["x"] * 2)
 
 
+async def test_inline_batches_take_turns_with_the_loop(executor: ThreadPoolExecutor) -> None:
+    """With more than one batch queued, an inline batcher runs one batch per loop iteration:
+    the first batch's callers are answered before the next batch runs, and a request that
+    arrives meanwhile joins the next batch instead of waiting for a later one."""
+    model = GatedModel()
+    batcher = make(model, executor, execution="inline", max_batch_size=4)
+    answered: list[int] = []
+
+    async def one(i: int) -> None:
+        await batcher.submit(rows(i, 2), 2)
+        answered.append(i)
+        if i == 0:  # answered after the first batch: a newcomer arrives before the next batch
+            tasks.append(asyncio.ensure_future(one(9)))
+
+    tasks = [asyncio.ensure_future(one(i)) for i in range(5)]
+    while not all(t.done() for t in tasks):
+        await asyncio.gather(*tasks)
+    assert [b.shape[0] for b in model.batches] == [4, 4, 4]
+    assert answered[:2] == [0, 1], "the first batch answers before the second one runs"
+    np.testing.assert_array_equal(
+        model.batches[2], np.concatenate([rows(4, 2)["x"], rows(9, 2)["x"]])
+    )
+
+
 async def test_requests_wanting_other_outputs_run_apart_with_their_predictor(
     executor: ThreadPoolExecutor,
 ) -> None:
