@@ -8,6 +8,8 @@
   request to a file sink (``.bench/payloads/``, rotated at 100 MB, one old file kept);
 - ``modelserve-monitoring``: the same as ``modelserve`` with model monitoring of every iris_onnx
   request (the SQLite store under ``.bench/state/``, drift against its training rows);
+- ``modelserve-onnx``: the examples' ONNX models (iris_onnx, mlp_onnx, detector_onnx) with their
+  committed ``model.yaml`` as they are (start-up time and idle RSS of an ONNX-only repository);
 - ``modelserve-sklearn``: iris_sklearn alone (start-up time and idle RSS against MLServer, which
   serves that model alone);
 - ``mlserver-off`` / ``mlserver-on``: MLServer's repository with the same fitted iris_sklearn
@@ -28,6 +30,7 @@ from tools import BENCH_DIR, REPO, log
 
 MODELS = ("iris_onnx", "mlp_onnx", "iris_sklearn")
 DETECTION = ("detector_onnx",)
+ONNX_ONLY = ("iris_onnx", "mlp_onnx", "detector_onnx")
 PIPELINES = ("detector_pipeline",)  # no artifact: copied from examples/models as it is
 BATCHING_YAML = "\ndynamic_batching:\n  max_queue_delay_us: 500\n"
 OFF_YAML = "\ndynamic_batching: false\n"
@@ -50,6 +53,7 @@ class Repos:
     batching: Path
     logging: Path
     monitoring: Path
+    onnx_only: Path
     sklearn_only: Path
     mlserver_off: Path
     mlserver_on: Path
@@ -126,6 +130,7 @@ def build_repos() -> Repos:
         batching=root / "modelserve-batching",
         logging=root / "modelserve-logging",
         monitoring=root / "modelserve-monitoring",
+        onnx_only=root / "modelserve-onnx",
         sklearn_only=root / "modelserve-sklearn",
         mlserver_off=root / "mlserver-off",
         mlserver_on=root / "mlserver-on",
@@ -146,6 +151,8 @@ def build_repos() -> Repos:
         _copy_model(build, model, repos.modelserve)
     for model in PIPELINES:
         shutil.copytree(REPO / "examples" / "models" / model, repos.modelserve / model)
+    for model in ONNX_ONLY:
+        _copy_model(build, model, repos.onnx_only)
     _copy_model(build, "iris_sklearn", repos.sklearn_only)
     skops_file = build / "iris_sklearn" / "1" / "model.skops"
     _mlserver_repo(skops_file, repos.mlserver_off, batching=False)

@@ -72,20 +72,26 @@ def client_cpu(bench: Bench) -> list[dict[str, object]]:
     return result
 
 
-def startup_pair(bench: Bench, results: Results) -> None:
-    """Start-up time and idle RSS of modelserve serving iris_sklearn alone, as MLServer does."""
-    try:
-        alone = servers.start_modelserve(
-            bench.repos.sklearn_only, "off", bench.logs, bench.grpc_flag
-        )
-    except RuntimeError as exc:
-        bench.failures.append(f"modelserve (iris_sklearn alone) did not start: {exc}")
-        return
-    servers.stop(alone.proc)
-    results.servers.append(
-        ServerInfo("modelserve", "iris_sklearn", alone.startup_s, alone.idle_rss_mb)
-    )
+ONNX_ONLY = ", ".join(repos.ONNX_ONLY) + " (ONNX only, their model.yaml)"
+
+
+def startup_rows(bench: Bench, results: Results) -> None:
+    """Start-up time and idle RSS: modelserve serving the examples' ONNX models alone, then
+    iris_sklearn alone, as MLServer does, and MLServer right after, so that the pair is measured
+    back to back; and the three-model batching server (also compared with Triton's)."""
+    for repo, served in (
+        (bench.repos.onnx_only, ONNX_ONLY),
+        (bench.repos.sklearn_only, "iris_sklearn"),
+    ):
+        try:
+            alone = servers.start_modelserve(repo, "off", bench.logs, bench.grpc_flag)
+        except RuntimeError as exc:
+            bench.failures.append(f"modelserve ({served}) did not start: {exc}")
+            continue
+        servers.stop(alone.proc)
+        results.servers.append(ServerInfo(MS, served, alone.startup_s, alone.idle_rss_mb))
     bench.server(MLS, "off")  # started now, so that the pair is measured back to back
+    bench.server(MS, "on")
 
 
 SERVED = {
@@ -233,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
         if selected("startup", args.only):
-            startup_pair(bench, results)
+            startup_rows(bench, results)
         if selected("client", args.only):
             tools.log("client CPU per request: modelserve.client and tritonclient")
             results.client = client_cpu(bench)

@@ -224,6 +224,11 @@ def use_modelserve_source(src: Path) -> str:
     ).stdout.strip()
 
 
+def use_working_tree() -> None:
+    """Run modelserve from the installed working tree again (after ``use_modelserve_source``)."""
+    _MODELSERVE_ENV.pop("PYTHONPATH", None)
+
+
 def modelserve_env() -> dict[str, str]:
     return {**os.environ, **_MODELSERVE_ENV}
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import re
+import shutil
 import signal
 from pathlib import Path
 
@@ -94,22 +97,36 @@ def test_the_installed_console_script_runs() -> None:
     assert "serve" in result.stdout
 
 
-def test_an_onnx_only_server_maps_no_other_framework(model_repo: Path, tmp_path: Path) -> None:
-    """Start-up and memory: a server whose loaded models are all ONNX never loads
-    scikit-learn, SciPy, XGBoost or LightGBM (their shared libraries are not mapped)."""
-    server_file = tmp_path / "server.yaml"
-    server_file.write_text(
-        f"model_repository: {model_repo}\nhttp_port: 0\ngrpc_port: 0\n"
-        "model_control_mode: explicit\nload_models: [iris_onnx, mlp_onnx]\n"
-    )
-    with CliProcess(["serve", "--config", str(server_file)]) as cli:
+ONNX_EXAMPLES = ("iris_onnx", "mlp_onnx", "detector_onnx")
+NOT_FOR_ONNX = ("sklearn", "scipy", "skops", "torch", "pandas", "pyarrow", "xgboost", "lightgbm")
+IMPORTED = re.compile(r"^import time:\s+\d+ \|\s+\d+ \| +([\w.]+)$", re.MULTILINE)
+
+
+def test_an_onnx_only_repository_imports_no_other_framework(
+    model_repo: Path, tmp_path: Path
+) -> None:
+    """Start-up and memory: serving a repository of ONNX models (the examples') and answering
+    each of them never imports scikit-learn, SciPy, skops, torch, pandas, pyarrow, XGBoost or
+    LightGBM. Python reports every import the process makes, in any thread, on stderr
+    (PYTHONPROFILEIMPORTTIME), and none of their shared libraries is mapped."""
+    repo = tmp_path / "onnx"
+    for name in ONNX_EXAMPLES:
+        shutil.copytree(model_repo / name, repo / name)
+    args = ["serve", str(repo), "--http-port", "0", "--grpc-port", "0"]
+    with CliProcess(args, env={"PYTHONPROFILEIMPORTTIME": "1"}) as cli:
         port = cli.wait_ready()
-        body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": [1] * 4}]}
-        reply = httpx.post(f"http://127.0.0.1:{port}/v2/models/iris_onnx/infer", json=body)
-        assert reply.status_code == 200
+        shapes = {"iris_onnx": [1, 4], "mlp_onnx": [1, 256], "detector_onnx": [1, 3, 320, 320]}
+        for name, shape in shapes.items():
+            data = [0] * math.prod(shape)
+            tensor = {"name": "images" if name == "detector_onnx" else "input"}
+            body = {"inputs": [{**tensor, "datatype": "FP32", "shape": shape, "data": data}]}
+            reply = httpx.post(f"http://127.0.0.1:{port}/v2/models/{name}/infer", json=body)
+            assert reply.status_code == 200, reply.text
         maps = Path(f"/proc/{cli.proc.pid}/maps").read_text()
-        assert "onnxruntime" in maps
-        for package in ("sklearn", "scipy", "xgboost", "lightgbm"):
-            assert f"/{package}/" not in maps, f"{package} is loaded"
         cli.signal(signal.SIGTERM)
         assert cli.wait() == 0
+    imported = {name.split(".")[0] for name in IMPORTED.findall(cli.log)}
+    assert "onnxruntime" in imported and "onnxruntime" in maps
+    assert sorted(imported.intersection(NOT_FOR_ONNX)) == []
+    for package in NOT_FOR_ONNX:
+        assert f"/{package}/" not in maps, f"{package} is loaded"

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
+import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import joblib
 import numpy as np
 import numpy.typing as npt
-import skops.io as sio
 
 from modelserve.codecs.tensors import v2_datatype
 from modelserve.errors import ConversionError, ModelLoadError
@@ -46,7 +49,51 @@ def trusted_by_default(type_name: str) -> bool:
     return type_name.startswith(ALLOWED_MODULE_PREFIXES)
 
 
+ARRAY_API_ADAPTERS = {
+    "sklearn.externals.array_api_compat.torch": "torch",
+    "sklearn.externals.array_api_compat.dask": "dask",
+    "sklearn.externals.array_api_compat.cupy": "cupy",
+}
+"""scikit-learn's vendored array-API adapters, by the framework each one imports."""
+
+_SKOPS_IMPORT = threading.Lock()
+"""Serialises the first import of skops.io (loads run in threads), so that two loads never
+block and restore the adapters at the same time."""
+
+
+def _skops_io() -> ModuleType:
+    """``skops.io``, imported without importing the frameworks scikit-learn adapts to.
+
+    Importing skops.io builds its default trusted-type list with scikit-learn's
+    ``all_estimators()``, whose ``pkgutil.walk_packages`` imports every package of sklearn,
+    including the vendored array-API adapters ``sklearn.externals.array_api_compat.<x>``, and
+    each of those imports its framework when it is installed: torch alone costs ~2 s and
+    ~300 MB, dask.array ~0.5 s, to serve a model that needs neither. So, while skops.io is
+    imported, the adapter of every framework not imported yet is blocked (``None`` in
+    sys.modules, which the walk skips as an ImportError; the adapters hold no estimator, so the
+    trusted list is the same); the entries are removed afterwards, so that scikit-learn's
+    array-API support imports an adapter as usual when a caller asks for it."""
+    loaded = sys.modules.get("skops.io")
+    if loaded is not None:
+        return loaded
+    with _SKOPS_IMPORT:
+        blocked = [
+            adapter
+            for adapter, framework in ARRAY_API_ADAPTERS.items()
+            if adapter not in sys.modules and framework not in sys.modules
+        ]
+        for adapter in blocked:
+            sys.modules[adapter] = None  # type: ignore[assignment]
+        try:
+            return importlib.import_module("skops.io")
+        finally:
+            for adapter in blocked:
+                if sys.modules.get(adapter, ...) is None:
+                    del sys.modules[adapter]
+
+
 def _load_skops(path: Path, trust: bool) -> Any:
+    sio = _skops_io()
     try:
         untrusted: list[str] = sio.get_untrusted_types(file=path)
     except Exception as exc:

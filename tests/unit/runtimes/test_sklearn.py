@@ -15,6 +15,7 @@ from modelserve.config.model import TensorConfig
 from modelserve.errors import ModelLoadError
 from modelserve.runtimes.base import WIDENING_TO_FP64
 from modelserve.types import TensorSpec
+from tests.harness import run_python
 from tests.unit.runtimes.artifacts import build, features, make_ctx
 
 
@@ -189,3 +190,43 @@ def test_skops_allow_list_is_by_module() -> None:
     )
     assert not trusted_by_default("numpyx.evil") and not trusted_by_default("builtins.eval")
     assert not trusted_by_default("os.system")
+
+
+SKOPS_LOAD_PROBE = """
+import sys
+from pathlib import Path
+
+from modelserve.config.model import ModelConfig
+from modelserve.runtimes.base import LoadContext
+from modelserve.runtimes.sklearn import ARRAY_API_ADAPTERS, SklearnRuntime
+
+folder = Path(sys.argv[1])
+runtime = SklearnRuntime.load(LoadContext(folder.name, "1", folder, folder / "1", ModelConfig()))
+print(sorted(runtime.predict({"input": __import__("numpy").zeros((2, 4))})))
+print([name for name in ("torch", "dask", *ARRAY_API_ADAPTERS) if name in sys.modules])
+
+import sklearn
+import torch
+from sklearn.utils._array_api import get_namespace
+
+with sklearn.config_context(array_api_dispatch=True):
+    xp, _ = get_namespace(torch.zeros((2, 4), dtype=torch.float64))
+print(xp.__name__)
+"""
+
+
+def test_loading_a_skops_model_imports_no_array_api_framework(tmp_path: Path) -> None:
+    """Importing skops walks every sklearn package, the vendored array-API adapters included,
+    which would import torch and dask.array (seconds, hundreds of MB): the runtime blocks those
+    adapters during that import only, so a .skops model loads without them and scikit-learn's
+    array-API support still finds torch's adapter when a caller asks for it."""
+    ctx = make_ctx(tmp_path / "iris_sklearn")
+    build.build_iris_sklearn(ctx.version_dir / "model.skops")
+    result = run_python(
+        SKOPS_LOAD_PROBE, str(ctx.model_dir), env={"SCIPY_ARRAY_API": "1"}, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    outputs, imported, namespace = result.stdout.strip().splitlines()
+    assert outputs == "['label', 'probabilities']"
+    assert imported == "[]"
+    assert namespace == "sklearn.externals.array_api_compat.torch"
