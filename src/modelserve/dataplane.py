@@ -16,7 +16,6 @@ from typing import Any
 import orjson
 
 from modelserve.config.model import parse_model_config
-from modelserve.config.pbtxt import from_triton_json, looks_like_triton_json
 from modelserve.errors import (
     ErrorCode,
     FailedPrecondition,
@@ -142,6 +141,9 @@ class DataPlane:
             except orjson.JSONDecodeError as exc:
                 raise InvalidArgument(f"the 'config' parameter is not valid JSON: {exc}") from None
             source = Path(name) / "config parameter"
+            # Triton's format (protobuf's json_format) only when a load request brings a config
+            from modelserve.config.pbtxt import from_triton_json, looks_like_triton_json
+
             try:
                 if isinstance(document, dict) and looks_like_triton_json(document):
                     override = from_triton_json(document, source)

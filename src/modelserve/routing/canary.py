@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING, Any
 from modelserve.config.experiment import Canary
 from modelserve.monitoring.store import Store
 from modelserve.routing.experiments import ArmTally, ExperimentState, percentile
-from modelserve.routing.statistics import ArmSample, Checks, Verdict, judge
 
 if TYPE_CHECKING:
     from modelserve.routing.controller import Experiments
+    from modelserve.routing.statistics import ArmSample, Verdict
 
 __all__ = ["apply_verdict", "canary_tick", "planned_looks"]
 
@@ -56,6 +56,9 @@ def canary_tick(
     baseline = tallies.get(state.baseline, ArmTally())
     if min(candidate.requests, baseline.requests) < canary.min_requests:
         return None  # waiting for data: no look spent
+    # imported at the first verdict: a server without a running canary never needs it
+    from modelserve.routing.statistics import Checks, judge
+
     looks = planned_looks(canary)
     look = state.looks + 1
     samples = [
@@ -130,6 +133,8 @@ def apply_verdict(
 def _sample(
     experiments: Experiments, store: Store, state: ExperimentState, version: str, tally: ArmTally
 ) -> ArmSample:
+    from modelserve.routing.statistics import ArmSample
+
     labels, correct, _ = experiments.accuracy(store, state, version)
     return ArmSample(
         requests=tally.requests,

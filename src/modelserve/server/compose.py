@@ -7,17 +7,19 @@ import asyncio
 import logging
 import os
 import socket
+from typing import TYPE_CHECKING
 
 from modelserve.config.settings import Settings
 from modelserve.security.auth import Authenticator, exposure_warning
 from modelserve.security.tls import server_ssl_context
 from modelserve.server.core import ServingCore
 from modelserve.transports.grpc.service import GrpcTransport
-from modelserve.transports.http.dashboard import Dashboard
-from modelserve.transports.http.dashboard_data import DashboardData
 from modelserve.transports.http.rest import RestApp
 from modelserve.transports.http.server import HttpLimits, HttpServer
 from modelserve.transports.streams.service import StreamSources
+
+if TYPE_CHECKING:
+    from modelserve.transports.http.dashboard import Dashboard
 
 log = logging.getLogger("modelserve.server")
 
@@ -62,7 +64,10 @@ class Server:
         )
         observability = self.telemetry.observability
         self.dashboard: Dashboard | None = None
-        if settings.ui:
+        if settings.ui:  # its modules only when it is on
+            from modelserve.transports.http.dashboard import Dashboard
+            from modelserve.transports.http.dashboard_data import DashboardData
+
             data = DashboardData(
                 self.dataplane,
                 observability,

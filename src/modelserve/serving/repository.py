@@ -40,19 +40,22 @@ import time
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modelserve.config.model import ModelConfig, load_model_config, valid_model_name
 from modelserve.errors import InvalidArgument, ModelLoadError, NotFound, Unavailable
 from modelserve.runtimes.base import CACHE_DIR, RESERVED_FILES, LoadContext, Runtime
 from modelserve.runtimes.registry import RuntimeRegistry, infer_runtime_name
 from modelserve.scheduling.cache import ResponseCache
-from modelserve.scheduling.process_pool import ProcessRuntime
-from modelserve.serving.acceleration import ACCELERATED_RUNTIMES, accelerate, onnx_loader, own_rows
-from modelserve.serving.gatekeeper import Baseline, run_version_gate, unload_quietly
-from modelserve.serving.gates import GateReport, latency_of, write_report
 from modelserve.serving.model import LoadedModel, ModelKind, build_loaded_model
 from modelserve.serving.warmup import warm_up
 from modelserve.types import IndexEntry, ModelState
+
+if TYPE_CHECKING:
+    # imported where a model uses them (validation gate, accelerate: onnx, execution: process),
+    # so that a server whose models use none of them starts without (docs/architecture.md)
+    from modelserve.serving.gatekeeper import Baseline
+    from modelserve.serving.gates import GateReport
 
 log = logging.getLogger("modelserve.serving.repository")
 
@@ -300,6 +303,9 @@ class ModelRepository:
         validation = config.validation if config is not None else None
         if validation is None or not any(t.compares for t in validation.metrics.values()):
             return None
+        from modelserve.serving.gatekeeper import Baseline
+        from modelserve.serving.gates import latency_of
+
         wanted = validation.baseline_version
         if wanted is None:
             own = entry.versions.get(version)
@@ -354,6 +360,9 @@ class ModelRepository:
         config = plan.config
         if config is None or config.validation is None:
             return None
+        from modelserve.serving.gatekeeper import run_version_gate, unload_quietly
+        from modelserve.serving.gates import write_report
+
         model_dir = self.model_dir(plan.name)
         try:
             report = run_version_gate(
@@ -401,6 +410,8 @@ class ModelRepository:
         started = time.perf_counter_ns()
         notices: tuple[str, ...] = ()
         if config.execution.mode == "process":
+            from modelserve.scheduling.process_pool import ProcessRuntime
+
             runtime: Runtime = ProcessRuntime.start(ctx, runtime_name)
         else:
             runtime = runtime_cls.load(ctx)
@@ -425,6 +436,13 @@ class ModelRepository:
         asked = ctx.config.accelerate
         if (asked or self._accelerate) != "onnx":
             return native, ()
+        from modelserve.serving.acceleration import (
+            ACCELERATED_RUNTIMES,
+            accelerate,
+            onnx_loader,
+            own_rows,
+        )
+
         if runtime_name not in ACCELERATED_RUNTIMES:
             if asked is None:
                 return native, ()  # the server's default covers the frameworks that convert

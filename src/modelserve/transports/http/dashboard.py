@@ -84,6 +84,11 @@ class Dashboard:
         self._control = dataplane
         self._auth = auth
 
+    @staticmethod
+    def owns(path: str) -> bool:
+        """Whether ``path`` is one of the dashboard's (under ``/ui``)."""
+        return is_dashboard_path(path)
+
     async def handle(self, request: HttpRequest) -> Reply:
         """Answer a ``/ui`` request; ServerError for the REST app to encode."""
         if self._auth is not None:

@@ -9,7 +9,7 @@ one ErrorCode table.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelserve.codecs.tensors import DEFAULT_MAX_ELEMENTS
 from modelserve.codecs.v2_json import (
@@ -33,7 +33,6 @@ from modelserve.routing.controller import Experiments
 from modelserve.routing.shadow import ShadowMirror
 from modelserve.security.auth import Authenticator
 from modelserve.transports.access import rest_action
-from modelserve.transports.http.dashboard import Dashboard, is_dashboard_path
 from modelserve.transports.http.messages import (
     JSON,
     OCTETS,
@@ -45,6 +44,9 @@ from modelserve.transports.http.messages import (
 from modelserve.transports.http.openapi import static_document
 from modelserve.transports.statistics import statistics_document
 from modelserve.types import ModelMetadata, TensorSpec
+
+if TYPE_CHECKING:  # the dashboard's modules are imported only with --ui (server/compose.py)
+    from modelserve.transports.http.dashboard import Dashboard
 
 log = logging.getLogger("modelserve.rest")
 
@@ -121,7 +123,7 @@ class RestApp:
         """Answer one request; never raises. With authentication on, every request is checked
         here, before routing (the route's action: transports/access.py)."""
         try:
-            if self._dashboard is not None and is_dashboard_path(request.path):
+            if self._dashboard is not None and self._dashboard.owns(request.path):
                 return await self._dashboard.handle(request)  # its own auth: Basic too
             if self._auth is not None:
                 action, model = rest_action(request.path)
