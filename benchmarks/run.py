@@ -192,6 +192,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=1_000_000,
         help="rows per `modelserve batch run` row (default 1,000,000)",
     )
+    parser.add_argument(
+        "--no-compile",
+        action="store_true",
+        help="do not compile modelserve's sources to bytecode first (its start-up then includes "
+        "compiling them when PYTHONDONTWRITEBYTECODE is set)",
+    )
     parser.add_argument("--list", action="store_true", help="print the row keys and exit")
     args = parser.parse_args(argv)
     args.seconds = args.seconds or (3.0 if args.quick else 6.0)
@@ -222,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     results.meta["MLServer parallel_workers"] = args.mlserver_workers
     if args.modelserve_src:
         results.meta["modelserve source"] = servers.use_modelserve_source(args.modelserve_src)
+    if not args.no_compile:
+        results.meta["modelserve bytecode"] = f"compiled ({servers.compile_modelserve()})"
     bench = Bench(args, repos.build_repos(), logs, grpc_flag=servers.modelserve_has_grpc())
     if not bench.grpc_flag:
         results.notes.append("modelserve serve has no --grpc-port: its gRPC rows are n/a")

@@ -233,6 +233,28 @@ def modelserve_env() -> dict[str, str]:
     return {**os.environ, **_MODELSERVE_ENV}
 
 
+def compile_modelserve() -> str:
+    """Compile the modelserve package the servers import (the working tree, or the folder of
+    ``use_modelserve_source``) to bytecode, as ``pip install`` does for an installed package:
+    with ``PYTHONDONTWRITEBYTECODE`` set (as on this project's machine) an editable ``src/``
+    would otherwise be compiled again at every start, which no installed server pays (MLServer's
+    and Triton's venvs have their bytecode). Returns the folder compiled."""
+    env = modelserve_env()
+    where = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import modelserve, os; print(os.path.dirname(modelserve.__file__))",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    subprocess.run([sys.executable, "-m", "compileall", "-q", where], env=env, check=True)
+    return where
+
+
 def modelserve_has_grpc() -> bool:
     help_text = subprocess.run(
         [sys.executable, "-m", "modelserve", "serve", "--help"],

@@ -2,7 +2,8 @@
 for modelserve alone, each repository started ``--repeat`` times in turn (so that a change of
 background load spreads over all of them), with every figure and the median.
 
-    .venv/bin/python benchmarks/startup.py [--repeat 5] [--modelserve-src DIR ...] [--json FILE]
+    .venv/bin/python benchmarks/startup.py [--repeat 5] [--modelserve-src DIR ...] [--no-compile]
+        [--json FILE]
 
 ``--modelserve-src DIR`` (a ``src/`` folder, e.g. of ``git archive``; ``.`` for the working
 tree) may be given several times: each round then starts every repository with each source in
@@ -46,9 +47,18 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         help="run modelserve from this src/ folder ('.': the working tree); repeatable",
     )
+    parser.add_argument(
+        "--no-compile",
+        action="store_true",
+        help="do not compile modelserve's sources to bytecode first (run.py's --no-compile)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
     sources: list[Path] = args.modelserve_src or [WORKING_TREE]
+    if not args.no_compile:
+        for source in sources:
+            use(source)
+            tools.log(f"compiled {servers.compile_modelserve()}")
     built = repos.build_repos()
     logs = tools.BENCH_DIR / "logs"
     logs.mkdir(parents=True, exist_ok=True)
