@@ -1,7 +1,8 @@
 """A model repository written as Triton's own documentation shows one: ``densenet_onnx`` (the
 quickstart's image classifier: ``reshape``, ``label_filename``, a GPU instance group) and
 ``simple`` (the INT32 add/sub example, batching), each with a small ONNX model built here from
-a fixed seed, plus Triton-only folders modelserve refuses with a reason."""
+a fixed seed, an ensemble of ``simple``, plus Triton-only folders modelserve refuses with a
+reason."""
 
 from __future__ import annotations
 
@@ -81,15 +82,48 @@ input [ { name: "INPUT" data_type: TYPE_INT32 dims: [ 1 ] } ]
 output [ { name: "OUTPUT" data_type: TYPE_INT32 dims: [ 1 ] } ]
 """
 
-ENSEMBLE_PBTXT = """
-name: "ensemble"
-platform: "ensemble"
+PLAN_PBTXT = """
+name: "plan"
+platform: "tensorrt_plan"
 max_batch_size: 0
 input [ { name: "IN" data_type: TYPE_FP32 dims: [ 1 ] } ]
 output [ { name: "OUT" data_type: TYPE_FP32 dims: [ 1 ] } ]
+"""
+
+# Triton's ensemble: ``simple`` twice, the second step fed the first one's sum and difference,
+# so OUT_SUM = 2 * IN0 and OUT_DIFF = 2 * IN1 (the first step's version named, the second the
+# latest).
+ENSEMBLE_PBTXT = """
+name: "ensemble"
+platform: "ensemble"
+max_batch_size: 8
+input [
+  { name: "IN0" data_type: TYPE_INT32 dims: [ 16 ] },
+  { name: "IN1" data_type: TYPE_INT32 dims: [ 16 ] }
+]
+output [
+  { name: "OUT_SUM" data_type: TYPE_INT32 dims: [ 16 ] },
+  { name: "OUT_DIFF" data_type: TYPE_INT32 dims: [ 16 ] }
+]
 ensemble_scheduling {
-  step [ { model_name: "simple" model_version: -1
-           input_map { key: "INPUT0" value: "IN" } output_map { key: "OUTPUT0" value: "OUT" } } ]
+  step [
+    {
+      model_name: "simple"
+      model_version: 1
+      input_map { key: "INPUT0" value: "IN0" }
+      input_map { key: "INPUT1" value: "IN1" }
+      output_map { key: "OUTPUT0" value: "sum" }
+      output_map { key: "OUTPUT1" value: "diff" }
+    },
+    {
+      model_name: "simple"
+      model_version: -1
+      input_map { key: "INPUT0" value: "sum" }
+      input_map { key: "INPUT1" value: "diff" }
+      output_map { key: "OUTPUT0" value: "OUT_SUM" }
+      output_map { key: "OUTPUT1" value: "OUT_DIFF" }
+    }
+  ]
 }
 """
 
@@ -141,8 +175,8 @@ def build_simple(path: Path) -> None:
 
 
 def write_triton_repo(root: Path, refused: bool = False) -> Path:
-    """densenet_onnx and simple (versions 1 and 2) in ``root``; with ``refused``, also folders
-    modelserve refuses (an ensemble, Triton's python backend)."""
+    """densenet_onnx, simple (versions 1 and 2) and an ensemble of simple in ``root``; with
+    ``refused``, also folders modelserve refuses (a TensorRT plan, Triton's python backend)."""
     densenet = root / "densenet_onnx"
     (densenet / "1").mkdir(parents=True)
     (densenet / "config.pbtxt").write_text(DENSENET_PBTXT)
@@ -153,8 +187,10 @@ def write_triton_repo(root: Path, refused: bool = False) -> Path:
         (simple / version).mkdir(parents=True)
         build_simple(simple / version / "model.onnx")
     (simple / "config.pbtxt").write_text(SIMPLE_PBTXT)
+    (root / "ensemble" / "1").mkdir(parents=True)  # Triton's ensembles have an empty version
+    (root / "ensemble" / "config.pbtxt").write_text(ENSEMBLE_PBTXT)
     if refused:
-        for name, text in (("ensemble", ENSEMBLE_PBTXT), ("accumulate", SEQUENCE_PBTXT)):
+        for name, text in (("plan", PLAN_PBTXT), ("accumulate", SEQUENCE_PBTXT)):
             (root / name / "1").mkdir(parents=True)
             (root / name / "config.pbtxt").write_text(text)
         (root / "accumulate" / "1" / "model.py").write_text(

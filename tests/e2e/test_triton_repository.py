@@ -42,6 +42,13 @@ def test_a_triton_repository_serves_over_rest_and_grpc(tmp_path: Path, serve: Se
             result = client.infer("simple", inputs, model_version=version)
             assert np.array_equal(result.as_numpy("OUTPUT0"), a + 1)
             assert np.array_equal(result.as_numpy("OUTPUT1"), a - 1)
+        # the ensemble: simple twice, wired by tensor names as Triton wires it
+        ensemble_inputs = [module.InferInput(f"IN{i}", [2, 16], "INT32") for i in range(2)]
+        ensemble_inputs[0].set_data_from_numpy(a)
+        ensemble_inputs[1].set_data_from_numpy(np.ones_like(a))
+        result = client.infer("ensemble", ensemble_inputs)
+        assert np.array_equal(result.as_numpy("OUT_SUM"), 2 * a)
+        assert np.array_equal(result.as_numpy("OUT_DIFF"), 2 * np.ones_like(a))
     config = rest.get_model_config("densenet_onnx")
     assert config["input"][0]["dims"] == [3, 4, 4]
     assert config["input"][0]["reshape"] == {"shape": [1, 3, 4, 4]}
@@ -52,11 +59,17 @@ def test_a_triton_repository_serves_over_rest_and_grpc(tmp_path: Path, serve: Se
     assert simple["dynamic_batching"]["preferred_batch_size"] == [4, 8]
     assert simple["dynamic_batching"]["default_queue_policy"]["max_queue_size"] == 32
     assert simple["parameters"]["note"]["string_value"] == "from Triton's docs"
+    ensemble = rest.get_model_config("ensemble")
+    assert ensemble["platform"] == "ensemble"
+    steps = ensemble["ensemble_scheduling"]["step"]
+    assert [(s["model_name"], s["model_version"]) for s in steps] == [("simple", 1), ("simple", -1)]
+    assert steps[1]["input_map"] == {"INPUT0": "sum", "INPUT1": "diff"}
     index = {(m["name"], m.get("version", "")): m for m in rest.get_model_repository_index()}
     assert index[("simple", "1")]["state"] == index[("simple", "2")]["state"] == "READY"
-    assert "ensemble_scheduling" in index[("ensemble", "")]["reason"]
+    assert index[("ensemble", "1")]["state"] == "READY"
+    assert "tensorrt_plan" in index[("plan", "")]["reason"]
     assert "TritonPythonModel" in index[("accumulate", "")]["reason"]
-    refused = httpx.get(f"{running.http}/v2/models/ensemble/ready")
+    refused = httpx.get(f"{running.http}/v2/models/plan/ready")
     assert refused.status_code in (400, 503)
     grpc.close()
     rest.close()
@@ -80,14 +93,15 @@ def test_repo_check_prints_mapped_ignored_and_unsupported(tmp_path: Path) -> Non
     lines = result.stdout.splitlines()
     assert "densenet_onnx: config.pbtxt: ok" in lines
     densenet = result.stdout.split("densenet_onnx:")[1].split("ensemble:")[0]
+    ensemble = result.stdout.split("ensemble: config.pbtxt: ok")[1].split("plan:")[0]
+    assert "ensemble_scheduling.step.input_map" in ensemble
     assert "input.reshape" in densenet and "output.label_filename" in densenet
     assert "instance_group.kind (instances run on the CPU)" in densenet
     assert "input.format" in densenet
     assert any(
-        line.startswith("ensemble: config.pbtxt: refused:") and "ensemble_scheduling" in line
+        line.startswith("plan: config.pbtxt: refused:") and "tensorrt_plan" in line
         for line in lines
     )
-    assert "  unsupported: ensemble_scheduling.step" in result.stdout
     assert "simple: config.pbtxt: ok" in lines
     assert "Traceback" not in result.stderr
 
@@ -135,8 +149,8 @@ def test_triton_wording_and_triton_json_in_the_load_api(tmp_path: Path, serve: S
             client.get_model_metadata("nope")
         assert "Request for unknown model: 'nope' is not found" in str(unknown.value)
         with pytest.raises(InferenceServerException) as failed:
-            client.load_model("ensemble")
-        assert "failed to load 'ensemble'" in str(failed.value)
+            client.load_model("plan")
+        assert "failed to load 'plan'" in str(failed.value)
         client.load_model("simple", config=override)
     assert rest.get_model_config("simple")["max_batch_size"] == 4
     with pytest.raises(InferenceServerException, match="version 7 is not found"):

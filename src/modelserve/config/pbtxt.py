@@ -23,7 +23,7 @@ from typing import Any
 from google.protobuf import json_format, text_format
 from google.protobuf.message import Message
 
-from modelserve.config.model import ModelConfig, parse_model_config
+from modelserve.config.model import PIPELINE_RUNTIME, ModelConfig, parse_model_config
 from modelserve.errors import ModelLoadError
 from modelserve.protocol import model_config_pb2 as mc
 
@@ -61,6 +61,7 @@ ONNX_PLATFORM = "onnxruntime_onnx"
 ONNX_BACKEND = "onnxruntime"
 TORCH_PLATFORM = "pytorch_libtorch"
 TORCH_BACKEND = "pytorch"
+ENSEMBLE_PLATFORM = "ensemble"
 
 # Field paths (repeated fields without indices) that mean the same in modelserve. A path matches
 # a set field when it equals it or is a prefix of it.
@@ -91,6 +92,10 @@ _MAPPED: frozenset[str] = frozenset(
         "response_cache.enable",
         "sequence_batching.max_sequence_idle_microseconds",
         "model_transaction_policy.decoupled",
+        "ensemble_scheduling.step.model_name",
+        "ensemble_scheduling.step.model_version",
+        "ensemble_scheduling.step.input_map",
+        "ensemble_scheduling.step.output_map",
     }
 )
 
@@ -186,6 +191,8 @@ def _runtime(proto: Any, model_dir: Path | None) -> dict[str, Any]:
         keys = {"runtime": "torch", "platform": TORCH_PLATFORM}
         keys["artifact"] = proto.default_model_filename or "model.pt"
         return keys
+    if platform == ENSEMBLE_PLATFORM:
+        return {"runtime": PIPELINE_RUNTIME, "steps": _steps(proto)}
     if backend == "python" or platform == "python":
         entry = proto.parameters.get("entrypoint")
         if entry is None or not entry.string_value:
@@ -200,11 +207,35 @@ def _runtime(proto: Any, model_dir: Path | None) -> dict[str, Any]:
         raise ModelLoadError(
             f"platform '{platform or backend}' is not supported: modelserve serves "
             f"'{ONNX_PLATFORM}' (backend '{ONNX_BACKEND}'), '{TORCH_PLATFORM}' (backend "
-            f"'{TORCH_BACKEND}') and python models from config.pbtxt"
+            f"'{TORCH_BACKEND}'), python models and '{ENSEMBLE_PLATFORM}' from config.pbtxt"
         )
     if proto.default_model_filename:
         keys["artifact"] = proto.default_model_filename
     return keys  # the runtime follows the artifact's file extension
+
+
+def _steps(proto: Any) -> list[dict[str, Any]]:
+    """``ensemble_scheduling.step`` as a pipeline's steps: the same wiring by tensor names
+    (``input_map``: the step model's input -> the ensemble's tensor; ``output_map``: its output
+    -> a new tensor), ``model_version: -1`` (Triton's latest; 0 when left out) as no version."""
+    if not proto.HasField("ensemble_scheduling") or not proto.ensemble_scheduling.step:
+        raise ModelLoadError("platform 'ensemble' needs ensemble_scheduling with steps")
+    steps: list[dict[str, Any]] = []
+    for step in proto.ensemble_scheduling.step:
+        entry: dict[str, Any] = {
+            "model": step.model_name,
+            "input_map": dict(step.input_map),
+            "output_map": dict(step.output_map),
+        }
+        if step.model_version > 0:
+            entry["version"] = str(step.model_version)
+        elif step.model_version < -1:
+            raise ModelLoadError(
+                f"ensemble step '{step.model_name}': model_version {step.model_version} "
+                "is neither a version (1 or more) nor -1 (the latest)"
+            )
+        steps.append(entry)
+    return steps
 
 
 def _tensor(tensor: Any, batched: bool, kind: str) -> dict[str, Any]:

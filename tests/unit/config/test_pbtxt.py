@@ -16,7 +16,7 @@ from modelserve.config.pbtxt import (
     to_pbtxt,
 )
 from modelserve.errors import ModelLoadError
-from tests.triton_repo import DENSENET_PBTXT, SIMPLE_PBTXT
+from tests.triton_repo import DENSENET_PBTXT, ENSEMBLE_PBTXT, SIMPLE_PBTXT
 
 
 def folder(tmp_path: Path, name: str, text: str) -> Path:
@@ -74,6 +74,17 @@ def test_model_yaml_wins_and_pbtxt_is_read_without_it(tmp_path: Path) -> None:
         ('input [ { name: "x" data_type: TYPE_FP32 dims: [1] optional: true } ]', "optional"),
         ("max_batch_size: 4\ndynamic_batching { preferred_batch_size: [8] }\n", "exceed"),
         ("dynamic_batching { default_queue_policy { timeout_action: DELAY } }\n", "timeout_action"),
+        ('platform: "ensemble"\n', "needs ensemble_scheduling with steps"),
+        (
+            'platform: "ensemble"\nensemble_scheduling { step [ { model_name: "m" '
+            "model_version: -2 } ] }\n",
+            "model_version -2",
+        ),
+        (
+            'platform: "ensemble"\nensemble_scheduling { step [ { model_name: "m" '
+            'model_namespace: "x" } ] }\n',
+            "ensemble_scheduling.step.model_namespace",
+        ),
     ],
 )
 def test_refusals_say_why(tmp_path: Path, text: str, reason: str) -> None:
@@ -81,6 +92,27 @@ def test_refusals_say_why(tmp_path: Path, text: str, reason: str) -> None:
     with pytest.raises(ModelLoadError, match=reason) as caught:
         load_model_config(model)
     assert str(model / "config.pbtxt") in str(caught.value)
+
+
+def test_an_ensemble_is_a_pipeline_wired_the_same(tmp_path: Path) -> None:
+    mapping = load_pbtxt(folder(tmp_path, "ensemble", ENSEMBLE_PBTXT))
+    config = mapping.require()
+    assert config.runtime == "pipeline" and config.max_batch_size == 8
+    assert config.steps is not None
+    first, second = config.steps
+    assert (first.model, first.version, second.model, second.version) == (
+        "simple",
+        "1",
+        "simple",
+        None,
+    )
+    assert first.input_map == {"INPUT0": "IN0", "INPUT1": "IN1"}
+    assert second.output_map == {"OUTPUT0": "OUT_SUM", "OUTPUT1": "OUT_DIFF"}
+    assert "ensemble_scheduling.step.output_map" in mapping.mapped and not mapping.unsupported
+    unset = ENSEMBLE_PBTXT.replace("model_version: 1", "")  # proto3's 0: the latest, as -1
+    (tmp_path / "again").mkdir()
+    steps = load_pbtxt(folder(tmp_path / "again", "ensemble", unset)).require().steps
+    assert steps is not None and steps[0].version is None
 
 
 def test_python_backend_following_modelserves_api_loads(tmp_path: Path) -> None:
