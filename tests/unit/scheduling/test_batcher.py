@@ -54,10 +54,11 @@ def make(model: GatedModel, executor: ThreadPoolExecutor, **policy: Any) -> Batc
 
 async def test_idle_model_runs_at_once_even_with_a_delay(executor: ThreadPoolExecutor) -> None:
     model = GatedModel()
-    batcher = make(model, executor, max_queue_delay_us=2_000_000, preferred_batch_sizes=(8,))
+    # a delay far longer than any stall of a loaded machine: waiting for it cannot pass
+    batcher = make(model, executor, max_queue_delay_us=60_000_000, preferred_batch_sizes=(8,))
     started = time.monotonic()
-    done = await batcher.submit(rows(0, 1), 1)
-    assert time.monotonic() - started < 1.0
+    done = await asyncio.wait_for(batcher.submit(rows(0, 1), 1), 50)
+    assert time.monotonic() - started < 30
     assert done.batch_size == 1
     np.testing.assert_array_equal(done.outputs["y"], rows(0, 1)["x"] * 2)
 
