@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
@@ -30,19 +30,21 @@ from modelserve.config.monitoring import WINDOWS, MonitoringConfig
 from modelserve.errors import FailedPrecondition, InvalidArgument, Unavailable
 from modelserve.monitoring.accuracy import Figures, classification, regression
 from modelserve.monitoring.alerts import ALERT_STATUS, Alert, Alerts
-from modelserve.monitoring.drift import DriftTester, WindowResult
 from modelserve.monitoring.events import (
     EXPERIMENT_STATUS,
     EventBus,
     InferenceEvent,
     Subscription,
 )
-from modelserve.monitoring.features import FeatureWindow, layout_for
 from modelserve.monitoring.metrics import MonitoringMetrics
 from modelserve.monitoring.predictions import Target, label_rows, prediction_rows, target_for
-from modelserve.monitoring.profile import PROFILE_FILE, Profile, load_or_build
 from modelserve.monitoring.store import DriftPoint, LabelRow, PredictionRow, Store, open_store
 from modelserve.types import TensorSpec
+
+if TYPE_CHECKING:  # drift testing is imported with the first monitored version (_drift_window)
+    from modelserve.monitoring.drift import WindowResult
+    from modelserve.monitoring.features import FeatureWindow
+    from modelserve.monitoring.profile import Profile
 
 __all__ = ["MAX_LABELS", "Monitoring", "WatchedModel", "WatchedVersion"]
 
@@ -99,6 +101,10 @@ def _drift_window(
     config: MonitoringConfig, spec: WatchedVersion
 ) -> tuple[FeatureWindow | None, str | None]:
     """The drift window of a version (blocking: it may profile the reference file)."""
+    from modelserve.monitoring.drift import DriftTester
+    from modelserve.monitoring.features import FeatureWindow, layout_for
+    from modelserve.monitoring.profile import PROFILE_FILE, Profile, load_or_build
+
     profile: Profile | None = None
     try:
         if config.reference is not None:

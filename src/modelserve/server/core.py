@@ -33,15 +33,16 @@ from modelserve.monitoring.sinks.metrics import PayloadMetrics
 from modelserve.monitoring.sinks.registry import SinkContext
 from modelserve.monitoring.store import default_state_dir
 from modelserve.observability.service import ObservabilityService
-from modelserve.pipelines import PipelineKind
 from modelserve.routing.canary import canary_tick
 from modelserve.routing.controller import Experiments
 from modelserve.routing.router import Router
 from modelserve.routing.shadow import ShadowMirror
+from modelserve.runtimes.base import LoadContext
 from modelserve.runtimes.registry import RuntimeRegistry
 from modelserve.scheduling.cache import ResponseCache
 from modelserve.scheduling.executor import inference_executor
 from modelserve.serving.lifecycle import Lifecycle
+from modelserve.serving.model import LoadedModel
 from modelserve.serving.remote import RemoteRepository
 from modelserve.serving.repository import ModelRepository
 from modelserve.serving.shared_memory import SharedMemory
@@ -130,7 +131,7 @@ class ServingCore:
             self.events,
             SharedMemory(settings.shared_memory == "system", settings.shared_memory_prefix),
         )
-        self.repository.add_kind("pipeline", PipelineKind(self.dataplane.run_step, self.executor))
+        self.repository.add_kind("pipeline", self._build_pipeline)
         self.payloads = PayloadLogging(
             self.events,
             PayloadMetrics(self.telemetry.observability.registry),
@@ -153,6 +154,12 @@ class ServingCore:
         self.lifecycle.listeners.insert(0, self._apply_monitoring)
         self.lifecycle.listeners.insert(0, self._apply_payload_logging)
         self.lifecycle.listeners.append(self._apply_experiments)
+
+    def _build_pipeline(self, ctx: LoadContext) -> LoadedModel:
+        """A ``runtime: pipeline`` version; the pipelines package is imported with the first."""
+        from modelserve.pipelines import PipelineKind
+
+        return PipelineKind(self.dataplane.run_step, self.executor)(ctx)
 
     async def _apply_experiments(self) -> None:
         configs = {}
