@@ -196,7 +196,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--no-compile",
         action="store_true",
         help="do not compile modelserve's sources to bytecode first (its start-up then includes "
-        "compiling them when PYTHONDONTWRITEBYTECODE is set)",
+        "compiling them when PYTHONDONTWRITEBYTECODE is set and no earlier run left __pycache__)",
     )
     parser.add_argument("--list", action="store_true", help="print the row keys and exit")
     args = parser.parse_args(argv)

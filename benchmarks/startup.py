@@ -3,7 +3,7 @@ for modelserve alone, each repository started ``--repeat`` times in turn (so tha
 background load spreads over all of them), with every figure and the median.
 
     .venv/bin/python benchmarks/startup.py [--repeat 5] [--modelserve-src DIR ...] [--no-compile]
-        [--json FILE]
+        [--only SUBSTRING] [--json FILE]
 
 ``--modelserve-src DIR`` (a ``src/`` folder, e.g. of ``git archive``; ``.`` for the working
 tree) may be given several times: each round then starts every repository with each source in
@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="do not compile modelserve's sources to bytecode first (run.py's --no-compile)",
     )
+    parser.add_argument(
+        "--only", default="", help="only the repositories whose name contains this (e.g. ONNX)"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
     sources: list[Path] = args.modelserve_src or [WORKING_TREE]
@@ -68,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         "iris_onnx, mlp_onnx, iris_sklearn; dynamic_batching": (built.batching, "on"),
         "iris_sklearn": (built.sklearn_only, "off"),
     }
+    chosen = {name: repo for name, repo in chosen.items() if args.only in name}
     figures: dict[str, list[tuple[float, float]]] = {
         f"{name} [{source}]": [] for name in chosen for source in sources
     }
