@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import psycopg
 import pytest
 import yaml
@@ -129,6 +130,34 @@ def test_unmonitored_model_says_so(model_repo: Path, serve: Servers) -> None:
     labels = httpx.post(f"{running.http}/v2/models/iris_onnx/labels", json={"id": "a", "label": 1})
     assert labels.status_code == 409 and "not monitored" in labels.json()["error"]
     assert running.server is not None and not running.server.events.active
+
+
+def test_a_drift_window_closes_at_exactly_its_rows(
+    model_repo: Path, tmp_path: Path, serve: Servers
+) -> None:
+    """Requests of 30 rows into windows of 100: the fourth crosses the boundary, so its first
+    10 rows close the window and its other 20 open the next one; 80 rows more close that one
+    at 100 too (never 120, however the batch of events or of rows falls)."""
+    window = {"rows": 100, "min_rows": 10, "seconds": 3600}
+    repo = monitored_repo(model_repo, tmp_path / "repo", {"reference": "reference.csv",
+                                                          "window": window})  # fmt: skip
+    running = serve(repo, state_dir=tmp_path / "state")
+    rows = in_distribution(200)[0]
+
+    def send(batch: np.ndarray) -> None:
+        body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": list(batch.shape),
+                            "data": batch.ravel().tolist()}]}  # fmt: skip
+        reply = httpx.post(f"{running.http}/v2/models/iris/infer", json=body)
+        assert reply.status_code == 200, reply.text
+
+    for start in range(0, 120, 30):
+        send(rows[start : start + 30])
+    drift = monitoring(running.http, "iris")["versions"]["1"]["drift"]
+    assert (drift["window"], drift["window_rows"]) == ("open", 20)  # the rest of the 4th
+    send(rows[120:160])
+    send(rows[160:200])
+    drift = monitoring(running.http, "iris")["versions"]["1"]["drift"]
+    assert (drift["window"], drift["window_rows"]) == ("closed", 100)
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,8 @@ are categorical.
 
 A ``FeatureWindow`` collects the rows of the requests a version answered until it holds
 ``window.rows`` rows or has been open ``window.seconds`` seconds; then it is tested and a new
-one starts.
+one starts. A window closes at exactly ``window.rows`` rows: a request whose rows cross the
+boundary is split, and its rest starts the next window.
 """
 
 from __future__ import annotations
@@ -66,24 +67,47 @@ class FeatureWindow:
         self._parts: list[list[np.ndarray]] = [[] for _ in layout.names]
         self.rows = 0
         self.opened = time.monotonic()
+        self._limit = max(window.rows, window.min_rows)
+        """The rows a window closes at (``rows``, unless ``min_rows`` is larger)."""
 
-    def add(self, event: InferenceEvent) -> None:
+    def add(self, event: InferenceEvent) -> tuple[WindowResult, ...]:
+        """Add the rows of an answered request. The windows it fills are tested and closed
+        (oldest first): a window holds exactly ``window.rows`` rows, the rest of a request that
+        crosses the boundary starts the next one."""
         by_name = {t.name: t for t in event.inputs}
         arrays: list[np.ndarray] = []
         batch: int | None = None
         for name, width in self.layout.inputs:
             tensor = by_name.get(name)
             if tensor is None:
-                return
+                return ()
             data = tensor.data
             rows = data.reshape(data.shape[0], -1) if data.ndim >= 1 else data.reshape(1, 1)
             if rows.shape[1] < width or (batch is not None and rows.shape[0] != batch):
-                return
+                return ()
             batch = rows.shape[0]
             arrays.extend(rows[:, j] for j in range(width))
-        for part, column in zip(self._parts, arrays, strict=True):
-            part.append(column)
-        self.rows += batch or 0
+        if not batch:
+            return ()
+        limit = self._limit
+        if self.rows + batch < limit:  # the common case: the window stays open
+            for part, column in zip(self._parts, arrays, strict=True):
+                part.append(column)
+            self.rows += batch
+            return ()
+        closed: list[WindowResult] = []
+        start = 0
+        while start < batch:
+            take = min(limit - self.rows, batch - start)
+            for part, column in zip(self._parts, arrays, strict=True):
+                part.append(column[start : start + take])
+            self.rows += take
+            start += take
+            if self.rows >= limit:
+                result = self.test(close=True)
+                if result is not None:
+                    closed.append(result)
+        return tuple(closed)
 
     def due(self) -> bool:
         """Full, or open long enough with enough rows to test."""

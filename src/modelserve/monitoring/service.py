@@ -263,7 +263,7 @@ class Monitoring:
         rows: list[PredictionRow] = []
         stored: dict[str, int] = {}
         models = self._models
-        touched: set[tuple[str, str]] = set()
+        closed: list[tuple[str, str, WindowResult]] = []
         for event in batch:
             if event.code is not None or event.status in (ALERT_STATUS, EXPERIMENT_STATUS):
                 continue
@@ -272,8 +272,9 @@ class Monitoring:
                 continue
             window = model.windows.get(event.version)
             if window is not None:
-                window.add(event)
-                touched.add((event.model, event.version))
+                full = window.add(event)
+                if full:
+                    closed.extend((event.model, event.version, result) for result in full)
             target = model.targets.get(event.version)
             if target is None:
                 continue
@@ -282,16 +283,20 @@ class Monitoring:
             stored[event.model] = stored.get(event.model, 0) + len(new)
         if rows and self._store is not None:
             self._store.write_predictions(rows)
-        for name, version in touched:
-            window = models[name].windows[version]
-            if window.rows >= window.window.rows:
-                self._close_window(name, version, window)
+        for name, version, result in closed:
+            self._record_window(name, version, result)
         return stored
 
     def _close_window(self, model: str, version: str, window: FeatureWindow) -> None:
-        """On the store's thread: test a window, store its point, set the drift metrics."""
+        """On the store's thread: test a window and record it."""
         result = window.test(close=True)
-        if result is None or self._store is None:
+        if result is not None:
+            self._record_window(model, version, result)
+
+    def _record_window(self, model: str, version: str, result: WindowResult) -> None:
+        """On the store's thread: store a tested window's point, set the drift metrics, raise
+        the drift alert."""
+        if self._store is None:
             return
         point = DriftPoint(
             version,
