@@ -87,3 +87,18 @@ def test_the_fallback_is_logged(tmp_path, serve: Servers, caplog: pytest.LogCapt
     assert any(
         "mlp_gpu" in m and "tensorrt is not in the installed onnxruntime" in m for m in warnings
     )
+
+
+def test_the_config_says_which_providers_a_version_runs_on(cpu_only: RunningServer) -> None:
+    """After the fallback to the CPU, the model configuration (REST and gRPC, as Triton's
+    clients read it) says cpu, not the cuda the model asked for."""
+    import tritonclient.grpc as triton_grpc
+
+    http = triton.InferenceServerClient(cpu_only.url)
+    grpc = triton_grpc.InferenceServerClient(cpu_only.grpc_url)
+    for name in ("mlp_gpu", "mlp_cpu", "iris"):
+        for config in (http.get_model_config(name), grpc.get_model_config(name, as_json=True)):
+            config = config.get("config", config)
+            assert config["parameters"]["execution_providers"] == {"string_value": "cpu"}, name
+            assert config["instance_group"][0]["kind"] == "KIND_CPU"
+    grpc.close()

@@ -189,6 +189,12 @@ class Runtime(ABC):
         while the version serves."""
         return ()
 
+    def execution_providers(self) -> tuple[str, ...]:
+        """The execution providers the model really runs on, in onnxruntime's order of
+        preference (``tensorrt``, ``cuda``, ``cpu``), after any fallback; empty for a runtime
+        without them. The model configuration's ``parameters.execution_providers``."""
+        return ()
+
     def export_onnx(self, opset: int | None, precision: Precision, sample: Arrays) -> OnnxExport:
         """The model as an ONNX graph (``modelserve convert``, ``accelerate: onnx``).
         ``precision`` is the graph's floating-point type where the converter offers a choice;

@@ -19,6 +19,7 @@ from modelserve.runtimes.onnx_providers import (
     engine_dir,
     fallback_notices,
     plan_providers,
+    short_names,
     tensorrt_profile,
 )
 from modelserve.types import RuntimeSignature, TensorSpec
@@ -111,6 +112,7 @@ class OnnxRuntime(Runtime):
     ) -> None:
         self._session = session
         self._notices = notices
+        self._providers = short_names(session.get_providers())
         self._inputs = tuple(inputs)
         self._outputs = tuple(outputs)
         self._output_names = [spec.name for spec in outputs]
@@ -191,6 +193,9 @@ class OnnxRuntime(Runtime):
 
     def notices(self) -> tuple[str, ...]:
         return self._notices
+
+    def execution_providers(self) -> tuple[str, ...]:
+        return self._providers
 
     @classmethod
     def optimize_file(cls, source: Path, target: Path) -> None:

@@ -132,6 +132,15 @@ def plan_providers(
     return ProviderPlan(providers, notices)
 
 
+def short_names(used: Sequence[str]) -> tuple[str, ...]:
+    """onnxruntime's provider names as model.yaml spells them (``CUDAExecutionProvider`` ->
+    ``cuda``); one model.yaml has no name for loses its suffix and is lower-cased."""
+    shorts = {ort: short for short, ort in ORT_NAMES.items()}
+    return tuple(
+        shorts.get(name) or name.removesuffix("ExecutionProvider").lower() for name in used
+    )
+
+
 def fallback_notices(plan: ProviderPlan, used: Sequence[str]) -> list[str]:
     """What to tell about the session onnxruntime created: the planned providers it dropped
     (they failed to start), and where the model runs instead."""
@@ -145,6 +154,6 @@ def fallback_notices(plan: ProviderPlan, used: Sequence[str]) -> list[str]:
             f"execution provider {shorts.get(name, name)} could not start (onnxruntime dropped "
             "it: no usable GPU or its libraries are missing)"
         )
-    running = ", ".join(shorts.get(name, name) for name in used) or "none"
+    running = ", ".join(short_names(used)) or "none"
     notices.append(f"running on {running}")
     return notices

@@ -182,6 +182,9 @@ class OnnxAdapter(Runtime):
     def notices(self) -> tuple[str, ...]:
         return self._onnx.notices()
 
+    def execution_providers(self) -> tuple[str, ...]:
+        return self._onnx.execution_providers()
+
     def unload(self) -> None:
         self._onnx.unload()
 

@@ -47,6 +47,8 @@ Predict = Callable[[Arrays], Arrays]
 DEFAULT_MAX_BATCH_SIZE = 64
 """max_batch_size given to a model whose artifact has a variable first dimension everywhere and
 whose config says nothing."""
+GPU_PROVIDERS = frozenset({"tensorrt", "cuda"})
+"""Execution providers that put a model's instances on a GPU (``instance_group`` KIND_GPU)."""
 
 
 class Scheduler(Protocol):
@@ -324,6 +326,14 @@ class LoadedModel:
                 key: {"string_value": str(value)} for key, value in self.config.parameters.items()
             },
         }
+        providers = self.runtime.execution_providers() if self.runtime is not None else ()
+        if providers:
+            doc["parameters"]["execution_providers"] = {"string_value": ",".join(providers)}
+            if providers[0] in GPU_PROVIDERS:
+                doc["instance_group"][0] |= {
+                    "kind": "KIND_GPU",
+                    "gpus": [self.config.execution.device_id],
+                }
         if self.cache is not None:
             doc["response_cache"] = {"enable": True}
         if self.config.decoupled:

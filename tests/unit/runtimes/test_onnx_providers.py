@@ -112,3 +112,11 @@ def test_tensorrt_profiles_only_for_fixed_dimensions_past_the_batch(tmp_path: Pa
     no_cache = execution(providers=["tensorrt", "cpu"], tensorrt={"engine_cache": False})
     plan = plan_providers(no_cache, GPU_BUILD, tmp_path)
     assert "trt_engine_cache_enable" not in plan.providers[0][1]
+
+
+def test_short_names_are_model_yaml_names() -> None:
+    from modelserve.runtimes.onnx_providers import short_names
+
+    used = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert short_names(used) == ("tensorrt", "cuda", "cpu")
+    assert short_names(["OpenVINOExecutionProvider"]) == ("openvino",)

@@ -295,6 +295,23 @@ def test_triton_config_of_an_unbatched_model_keeps_every_dimension(loaded: Any) 
     assert default["version_policy"] == {"latest": {"num_versions": 1}}
 
 
+def test_triton_config_says_the_execution_providers_in_use(loaded: Any) -> None:
+    """A runtime's providers after any fallback (the onnx runtime's, tested end to end in
+    tests/e2e/test_execution_providers.py): on a GPU one, the instances are KIND_GPU."""
+    plain = loaded().triton_config()
+    assert "execution_providers" not in plain["parameters"]  # the python runtime has none
+    model = loaded(execution={"providers": ["cuda", "cpu"], "device_id": 1})
+    model.runtime.execution_providers = lambda: ("cuda", "cpu")
+    config = model.triton_config()
+    assert config["parameters"]["execution_providers"] == {"string_value": "cuda,cpu"}
+    assert config["instance_group"] == [{"name": "m1", "kind": "KIND_GPU", "count": 1,
+                                         "gpus": [1]}]  # fmt: skip
+    model.runtime.execution_providers = lambda: ("cpu",)
+    config = model.triton_config()
+    assert config["parameters"]["execution_providers"] == {"string_value": "cpu"}
+    assert config["instance_group"][0]["kind"] == "KIND_CPU"
+
+
 # ---- dynamic batching by default -------------------------------------------------------------
 
 
