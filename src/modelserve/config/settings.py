@@ -348,19 +348,21 @@ class Settings(BaseModel):
         "against (default: the working directory).",
         group="events",
     )
-    # ---- model monitoring (docs/monitoring.md) ----
+    # ---- model monitoring (docs/monitoring.md) and traffic experiments (docs/experiments.md) ----
     state_dir: Path | None = option(
         None,
-        "Folder of the server's state: the monitoring store's SQLite file (modelserve.db). "
+        "Folder of the server's state: the store's SQLite file (modelserve.db), which keeps "
+        "monitoring's predictions, labels and drift windows and the traffic experiments' "
+        "records, decisions and tallies (unless --store names another store). "
         "Default: $XDG_STATE_HOME/modelserve/<repository folder name>-<hash of its path> "
         "(~/.local/state without XDG_STATE_HOME), one per repository.",
         group="events",
     )
     store: str | None = option(
         None,
-        "The monitoring store: a SQLite file path (default: <state dir>/modelserve.db), or "
-        "postgresql://user:password@host:port/db for one database several replicas share "
-        "(needs modelserve[postgres]).",
+        "The store of monitoring and traffic experiments: a SQLite file path (default: "
+        "<state dir>/modelserve.db), or postgresql://user:password@host:port/db for one "
+        "database several replicas share (needs modelserve[postgres]).",
         group="events",
         metavar="URL",
     )

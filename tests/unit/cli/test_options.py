@@ -21,3 +21,13 @@ def test_help_lists_every_visible_option_with_its_variable(
             assert spec.env in text
     assert "--reuse-port" not in text
     assert "[default: 30.0]" in text  # the default, written once in the field
+
+
+def test_the_state_options_name_everything_kept_there() -> None:
+    """Monitoring and traffic experiments both keep their state in the store of --state-dir
+    (or --store): the help says both, not monitoring alone."""
+    specs = {spec.field: spec for spec in option_specs()}
+    for field in ("state_dir", "store"):
+        text = " ".join(str(specs[field].info.description).split())
+        assert "monitoring" in text and "experiments" in text, field
+    assert "records, decisions and tallies" in str(specs["state_dir"].info.description)
