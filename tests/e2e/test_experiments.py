@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import signal
 from collections import Counter
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +154,10 @@ def test_sticky_keys_stay_and_new_weights_move_only_the_margin(
         assert set(versions_of(client, 50)) == {"1"}  # the default again
         history = [h["verdict"] for h in stopped["history"]]
         assert history == ["start", "start", "start", "stop"]
+        for entry in stopped["history"]:  # epoch seconds, and the same instant in RFC 3339
+            when = datetime.fromisoformat(entry["time_iso"])
+            assert entry["time_iso"].endswith("Z") and when.utcoffset() == timedelta(0)
+            assert abs(when.timestamp() - entry["time"]) < 0.001
 
 
 @pytest.mark.parametrize(
@@ -235,6 +241,11 @@ def test_the_cli_drives_an_experiment_that_survives_a_restart(
     assert abs(seen["2"] / 400 - 0.75) < 0.1  # the stored split, after a restart
     stopped = run_cli(["experiment", "stop", "m"], {"MODELSERVE_URL": again.http})
     assert stopped.returncode == 0 and "experiment stopped" in stopped.stdout, stopped.stderr
+    # the decisions' times in RFC 3339, not seconds since the epoch
+    decisions = run_cli(["experiment", "status", "m"], {"MODELSERVE_URL": again.http})
+    assert re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\s+stop\s", decisions.stdout), (
+        decisions.stdout
+    )
 
 
 # ---- canaries ------------------------------------------------------------------------------

@@ -91,7 +91,10 @@ def experiment_report(model: str, doc: dict[str, Any]) -> Any:
             Report(
                 doc,
                 ["time", "verdict", "reason"],
-                [[h.get("time"), h.get("verdict"), h.get("reason")] for h in history],
+                [
+                    [h.get("time_iso", h.get("time")), h.get("verdict"), h.get("reason")]
+                    for h in history
+                ],
                 title="decisions",
             )
         )

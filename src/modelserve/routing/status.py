@@ -3,6 +3,7 @@ of the current step added up, accuracy from the monitoring store's labels, the G
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -10,7 +11,21 @@ import orjson
 from modelserve.monitoring.store import Store
 from modelserve.routing.experiments import ARMS, ArmTally, ExperimentState, percentile
 
-__all__ = ["accuracy", "status_document", "step_tallies"]
+__all__ = ["accuracy", "status_document", "step_tallies", "time_iso", "with_time_iso"]
+
+
+def time_iso(seconds: float) -> str:
+    """Epoch seconds as UTC RFC 3339 to the millisecond: ``2026-11-26T07:33:17.123Z``."""
+    moment = datetime.fromtimestamp(seconds, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def with_time_iso(entry: dict[str, Any]) -> dict[str, Any]:
+    """A history entry with ``time_iso`` beside its ``time`` (epoch seconds, kept as stored)."""
+    when = entry.get("time")
+    if not isinstance(when, int | float):
+        return dict(entry)
+    return {**entry, "time_iso": time_iso(when)}
 
 
 def status_document(store: Store, state: ExperimentState, worker: str) -> dict[str, Any]:
@@ -39,7 +54,7 @@ def status_document(store: Store, state: ExperimentState, worker: str) -> dict[s
         "started": state.started,
         "step_started": state.step_started,
         "spec": state.spec,
-        "history": list(state.history),
+        "history": [with_time_iso(entry) for entry in state.history],
         "arms": arms,
         "process": {"worker": worker, "revision": state.revision},
     }
