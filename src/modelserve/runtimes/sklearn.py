@@ -57,8 +57,9 @@ ARRAY_API_ADAPTERS = {
 """scikit-learn's vendored array-API adapters, by the framework each one imports."""
 
 _SKOPS_IMPORT = threading.Lock()
-"""Serialises the first import of skops.io (loads run in threads), so that two loads never
-block and restore the adapters at the same time."""
+"""Serialises ``_skops_io`` (versions load in threads): a second load waits for the first's
+import instead of using a half-initialised skops.io, and two never block and restore the
+adapters at the same time."""
 
 
 def _skops_io() -> ModuleType:
@@ -73,10 +74,9 @@ def _skops_io() -> ModuleType:
     sys.modules, which the walk skips as an ImportError; the adapters hold no estimator, so the
     trusted list is the same); the entries are removed afterwards, so that scikit-learn's
     array-API support imports an adapter as usual when a caller asks for it."""
-    loaded = sys.modules.get("skops.io")
-    if loaded is not None:
-        return loaded
     with _SKOPS_IMPORT:
+        if "skops.io" in sys.modules:  # imported, or being imported by code outside this lock:
+            return importlib.import_module("skops.io")  # the import system waits for that one
         blocked = [
             adapter
             for adapter, framework in ARRAY_API_ADAPTERS.items()

@@ -194,15 +194,20 @@ def test_skops_allow_list_is_by_module() -> None:
 
 SKOPS_LOAD_PROBE = """
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import numpy
 
 from modelserve.config.model import ModelConfig
 from modelserve.runtimes.base import LoadContext
 from modelserve.runtimes.sklearn import ARRAY_API_ADAPTERS, SklearnRuntime
 
 folder = Path(sys.argv[1])
-runtime = SklearnRuntime.load(LoadContext(folder.name, "1", folder, folder / "1", ModelConfig()))
-print(sorted(runtime.predict({"input": __import__("numpy").zeros((2, 4))})))
+context = LoadContext(folder.name, "1", folder, folder / "1", ModelConfig())
+with ThreadPoolExecutor(2) as pool:  # two versions loading at once, as the server loads them
+    runtimes = list(pool.map(SklearnRuntime.load, [context, context]))
+print(sorted({name for r in runtimes for name in r.predict({"input": numpy.zeros((2, 4))})}))
 print([name for name in ("torch", "dask", *ARRAY_API_ADAPTERS) if name in sys.modules])
 
 import sklearn
@@ -218,8 +223,9 @@ print(xp.__name__)
 def test_loading_a_skops_model_imports_no_array_api_framework(tmp_path: Path) -> None:
     """Importing skops walks every sklearn package, the vendored array-API adapters included,
     which would import torch and dask.array (seconds, hundreds of MB): the runtime blocks those
-    adapters during that import only, so a .skops model loads without them and scikit-learn's
-    array-API support still finds torch's adapter when a caller asks for it."""
+    adapters during that import only (two loads at once included), so a .skops model loads
+    without them and scikit-learn's array-API support still finds torch's adapter when a
+    caller asks for it."""
     ctx = make_ctx(tmp_path / "iris_sklearn")
     build.build_iris_sklearn(ctx.version_dir / "model.skops")
     result = run_python(
