@@ -3,8 +3,10 @@ same answers as a running server, model.yaml and batching applied, the same erro
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -152,6 +154,17 @@ def test_bad_settings_are_one_clear_error(tmp_path: Path) -> None:
         Client.local(tmp_path / "missing")
     with pytest.raises(ValueError, match="model_control_mode"):
         Client.local(tmp_path, model_control_mode="sometimes")
+
+
+def test_a_failed_start_closes_its_event_loop(tmp_path: Path) -> None:
+    """The engine's loop is closed when the models cannot load, not left to the garbage
+    collector (which reported 'unclosed event loop' in whichever test ran next)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        with pytest.raises(ValueError, match="is not a directory"):
+            Client.local(tmp_path / "missing")
+        gc.collect()
+    assert not [w for w in caught if "unclosed event loop" in str(w.message)]
 
 
 async def test_async_local(model_repo: Path) -> None:

@@ -87,6 +87,8 @@ class LocalEngine:
         except BaseException:
             loop.call_soon_threadsafe(loop.stop)
             thread.join(10)
+            if not thread.is_alive():
+                loop.close()  # its selector and self-pipe, else left to the garbage collector
             raise
         engine = cls(core, loop, thread)
         atexit.register(engine.stop)
