@@ -36,7 +36,7 @@ import numpy as np
 import onnxruntime as ort
 from pytriton.decorators import batch
 from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
-from pytriton.triton import Triton, TritonConfig
+from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
 
 MAX_BATCH_SIZE = 64
 QUEUE_DELAY_US = 500
@@ -108,7 +108,11 @@ def main() -> None:
         allow_metrics=False,
         log_verbose=0,
     )
-    with Triton(config=triton_config) as triton:
+    # PyTriton 0.7 restricts Triton's shared-memory, model-repository, statistics, trace and
+    # logging gRPC protocols to a generated token by default; perf_analyzer uses some of them
+    # and sends no token ("This protocol is restricted"). Loopback only: no restriction.
+    security = TritonSecurityConfig(restricted_endpoints=[])
+    with Triton(config=triton_config, security_config=security) as triton:
         triton.bind(
             model_name="iris_onnx",
             infer_func=_iris_onnx(args.build),
