@@ -167,16 +167,18 @@ def test_the_model_page_buttons_unload_and_load_from_the_keyboard(
 ) -> None:
     page = browser.new_page()
     page.goto(f"{ui_server.http}/ui/models/python_add")
+    ready_url = f"{ui_server.http}/v2/models/python_add/ready"
     unload = page.get_by_role("button", name="Unload python_add", exact=True)
     unload.focus()
-    page.keyboard.press("Enter")
-    page.wait_for_url("**/ui/models/python_add")
-    ready = httpx.get(f"{ui_server.http}/v2/models/python_add/ready")
-    assert ready.status_code == 503
+    # the page is already at the URL the form redirects back to: wait for the navigation the
+    # post causes, not for the URL (which matched before the post was even sent)
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    wait_for(lambda: httpx.get(ready_url).status_code == 503, timeout=15)
     assert "UNAVAILABLE" in page.locator("#versions").inner_text()
-    page.get_by_role("button", name="Load python_add", exact=True).click()
-    page.wait_for_url("**/ui/models/python_add")
-    assert httpx.get(f"{ui_server.http}/v2/models/python_add/ready").status_code == 200
+    with page.expect_navigation():
+        page.get_by_role("button", name="Load python_add", exact=True).click()
+    wait_for(lambda: httpx.get(ready_url).status_code == 200, timeout=15)
     # a form posted from another site is refused
     refused = httpx.post(
         f"{ui_server.http}/ui/models/python_add/unload", headers={"sec-fetch-site": "cross-site"}
@@ -314,8 +316,8 @@ def test_a_rollback_button_rolls_an_experiment_back(
     whole = page.locator("section", has=page.locator("#experiment"))
     _shoot(page, "dashboard-experiment.png", tmp_path, whole)
 
-    page.get_by_role("button", name="Roll back", exact=True).click()
-    page.wait_for_url("**/ui/models/m")
+    with page.expect_navigation():  # the post, then the page it redirects back to
+        page.get_by_role("button", name="Roll back", exact=True).click()
     status = httpx.get(api).json()
     assert status["state"] == "rolled_back" and status["weights"] == {"1": 100, "2": 0}
     assert status["history"][-1]["verdict"] == "rollback"
