@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Literal
@@ -96,6 +97,7 @@ class Lifecycle:
         finally:
             self._starting = False
         refresh_dependents(self.repository)
+        settle_heap(collect=False)
         if self.mode == "poll":
             self._seen = dict(self._applied)
             self._poll_task = asyncio.create_task(self._poll_forever())
@@ -191,6 +193,8 @@ class Lifecycle:
 
     async def _notify(self) -> None:
         refresh_dependents(self.repository, quiet=self._starting)
+        if not self._starting:
+            settle_heap()
         for listener in self.listeners:
             try:
                 await listener()
@@ -207,9 +211,13 @@ class Lifecycle:
 
     def _drain_in_background(self, retired: list[LoadedModel]) -> None:
         if retired:
-            task = asyncio.create_task(self._drain(retired))
+            task = asyncio.create_task(self._drain_and_settle(retired))
             self._draining.add(task)
             task.add_done_callback(self._draining.discard)
+
+    async def _drain_and_settle(self, retired: list[LoadedModel]) -> None:
+        await self._drain(retired)
+        settle_heap()  # what the replaced versions held in reference cycles goes now
 
     async def _drain(self, retired: list[LoadedModel]) -> None:
         await asyncio.gather(*(self._retire(model) for model in retired))
@@ -264,3 +272,18 @@ class Lifecycle:
             await self.unload(name)
             self.repository.forget(name)
             self._seen.pop(name, None)
+
+
+def settle_heap(collect: bool = True) -> None:
+    """Take what the server holds for good (imported modules, loaded models) out of the cyclic
+    garbage collector's sight: ``gc.freeze()`` moves every object tracked now to a permanent
+    generation that collections skip. Without it, each full collection walks every object of
+    every framework the models imported (~185,000 for the ONNX examples) and holds the event
+    loop ~90 ms while requests wait: a few times a minute under load, enough to make the 99th
+    percentile of a busy server ~10 times its median. With ``collect``, the previous freeze is
+    undone and garbage collected first, so that reference cycles of unloaded versions are not
+    kept for good (a full collection once per load or unload)."""
+    if collect:
+        gc.unfreeze()
+        gc.collect()
+    gc.freeze()

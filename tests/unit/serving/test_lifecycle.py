@@ -5,8 +5,10 @@ load requests report failures, and polling applies a change only once the folder
 from __future__ import annotations
 
 import asyncio
+import gc
 import shutil
 import time
+import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -122,6 +124,31 @@ async def test_unload_waits_for_the_requests_in_flight(
     assert (marks / "unloaded-m-1").exists()
     await lifecycle.load_on_request("m", None)  # and it can come back
     assert set(serving(lifecycle, "m")) == {"1"}
+
+
+async def test_the_heap_is_frozen_once_loaded_and_an_unloaded_cycle_still_goes(
+    repo: Path, marks: Path, stacks: list[Stack]
+) -> None:
+    """What the server holds for good is moved out of the collector's sight (gc.freeze) once
+    the models are loaded; an unload collects first, so cyclic garbage frozen meanwhile goes."""
+    write_scale_model(repo, marks, "m", (1,))
+    gc.unfreeze()
+    lifecycle = await start(stacks, repo, mode="explicit")
+    assert gc.get_freeze_count() > 0
+
+    class Node:
+        me: object = None
+
+    cycle = Node()
+    cycle.me = cycle  # reference-cycle garbage frozen with what was loaded
+    probe = weakref.finalize(cycle, lambda: None)
+    gc.freeze()
+    del cycle
+    gc.collect()
+    assert probe.alive, "a frozen cycle is not collected (what freezing is for)"
+    await lifecycle.unload("m")
+    assert not probe.alive, "the unloaded version's reference cycle was kept by the freeze"
+    assert gc.get_freeze_count() > 0
 
 
 async def test_load_requests_report_what_failed(
