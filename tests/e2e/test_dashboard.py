@@ -288,14 +288,19 @@ def _sign_body(x: float) -> dict[str, Any]:
     return {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1], "data": [x]}]}
 
 
-def test_a_rollback_button_rolls_an_experiment_back(
-    tmp_path: Path, serve: Servers, browser: BrowserContext
-) -> None:
+def _two_sign_versions(tmp_path: Path, serve: Servers) -> tuple[RunningServer, str]:
+    """A --ui server of model m (SIGN, versions 1 and 2) and the URL of m's experiment."""
     write_python_model(
         tmp_path / "repo", "m", SIGN, SIGN_CONFIG, versions=[1, 2], entrypoint="Model"
     )
     server = serve(tmp_path / "repo", ui=True, state_dir=tmp_path / "state")
-    api = f"{server.http}/v2/models/m/experiment"
+    return server, f"{server.http}/v2/models/m/experiment"
+
+
+def test_a_rollback_button_rolls_an_experiment_back(
+    tmp_path: Path, serve: Servers, browser: BrowserContext
+) -> None:
+    server, api = _two_sign_versions(tmp_path, serve)
     canary = {"canary": {"version": "2", "steps": [20, 50, 100], "step_interval_s": 3600}}
     assert httpx.put(api, json=canary).status_code == 200
     one = _sign_body(1.0)
@@ -338,11 +343,7 @@ def test_a_rollback_button_rolls_an_experiment_back(
 def test_the_monitoring_section_shows_a_mirrored_versions_agreement(
     tmp_path: Path, serve: Servers, browser: BrowserContext
 ) -> None:
-    write_python_model(
-        tmp_path / "repo", "m", SIGN, SIGN_CONFIG, versions=[1, 2], entrypoint="Model"
-    )
-    server = serve(tmp_path / "repo", ui=True, state_dir=tmp_path / "state")
-    api = f"{server.http}/v2/models/m/experiment"
+    server, api = _two_sign_versions(tmp_path, serve)
     assert httpx.put(api, json={"mirror": {"version": "2"}}).status_code == 200
     grid = [-1.0, -0.5, 0.25, 1.0] * 10  # the versions disagree on 0.25 only: 3 in 4 agree
     with httpx.Client(base_url=server.http) as client:

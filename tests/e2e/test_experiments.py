@@ -49,9 +49,23 @@ def body(value: float = 1.0, **parameters: Any) -> dict[str, Any]:
     return document
 
 
-def repository(tmp_path: Path, versions: tuple[int, ...] = (1, 2, 3), **extra: Any) -> Path:
+def repository(
+    tmp_path: Path,
+    versions: tuple[int, ...] = (1, 2, 3),
+    version_sources: dict[int, str] | None = None,
+    **extra: Any,
+) -> Path:
+    """Model m with ``versions``, running MODEL but where ``version_sources`` says; CONFIG
+    plus ``extra``."""
     repo = tmp_path / "repo"
-    write_python_model(repo, "m", MODEL, {**CONFIG, **extra}, versions=versions)
+    write_python_model(
+        repo,
+        "m",
+        MODEL,
+        {**CONFIG, **extra},
+        versions=versions,
+        version_sources=version_sources,
+    )
     return repo
 
 
@@ -265,28 +279,25 @@ class Model:
         return {"label": (x[:, 0] > 0).astype(np.int64)}
 """
 
-WORSE = """
+
+def wrong_near_zero(width: float) -> str:
+    """A version that answers the sign of x, except within ``width`` of 0 where it is wrong."""
+    return f"""
 import numpy as np
 
 class Model:
     def predict(self, inputs):
         x = inputs["x"][:, 0]
         right = x > 0
-        return {"label": np.where(np.abs(x) < 0.5, ~right, right).astype(np.int64)}
+        return {{"label": np.where(np.abs(x) < {width}, ~right, right).astype(np.int64)}}
 """
 
 
+WORSE = wrong_near_zero(0.5)
+
+
 def canary_repository(tmp_path: Path, **extra: Any) -> Path:
-    repo = tmp_path / "repo"
-    write_python_model(
-        repo,
-        "m",
-        MODEL,
-        {**CONFIG, **extra},
-        versions=(1, 2, 3, 4),
-        version_sources={3: FAILING, 4: WORSE},
-    )
-    return repo
+    return repository(tmp_path, (1, 2, 3, 4), {3: FAILING, 4: WORSE}, **extra)
 
 
 def canary(version: str, **settings: Any) -> dict[str, Any]:
@@ -477,28 +488,11 @@ class Model:
         return {"label": np.ones(len(inputs["x"]), dtype=np.int64)}
 """
 
-DIFFERENT = """
-import numpy as np
-
-class Model:
-    def predict(self, inputs):
-        x = inputs["x"][:, 0]
-        right = x > 0
-        return {"label": np.where(np.abs(x) < 0.25, ~right, right).astype(np.int64)}
-"""
+DIFFERENT = wrong_near_zero(0.25)
 
 
 def shadow_repository(tmp_path: Path, **extra: Any) -> Path:
-    repo = tmp_path / "repo"
-    write_python_model(
-        repo,
-        "m",
-        MODEL,
-        {**CONFIG, **extra},
-        versions=(1, 5, 6),
-        version_sources={5: DIFFERENT, 6: SLOW_AND_FAILING},
-    )
-    return repo
+    return repository(tmp_path, (1, 5, 6), {5: DIFFERENT, 6: SLOW_AND_FAILING}, **extra)
 
 
 def inputs_grid(count: int) -> list[float]:
