@@ -28,6 +28,7 @@ from tritonclient.utils import InferenceServerException
 
 from modelserve.observability import Observability
 from modelserve.protocol import grpc_service_pb2 as pb
+from modelserve.server.compose import bind_socket
 from modelserve.transports.grpc.service import GrpcTransport
 from tests.conftest import ECHO_MODEL, RunningServer, Servers, add_echo_models
 from tests.harness import write_python_model
@@ -602,8 +603,12 @@ def test_a_taken_grpc_port_fails_start_up(
     server: RunningServer, small_repo: Path, serve: Servers
 ) -> None:
     taken = int(server.grpc_url.rsplit(":", 1)[1])
+    with contextlib.closing(bind_socket("127.0.0.1", 0)) as probe:
+        http_port = probe.getsockname()[1]  # free once closed
     with pytest.raises(OSError, match="cannot bind gRPC"):
-        serve(small_repo, grpc_port=taken)
+        serve(small_repo, http_port=http_port, grpc_port=taken)
+    # the HTTP socket it had bound is closed (it was left open: a ResourceWarning later)
+    bind_socket("127.0.0.1", http_port).close()
 
 
 # ---- health and reflection -------------------------------------------------------------------

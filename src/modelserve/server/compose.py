@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from modelserve.config.settings import Settings
@@ -134,23 +135,47 @@ class Server:
         """Start answering (live, not ready), load the models, then turn ready. A process
         that shares its ports with others (``reuse_port``: a ``--workers`` worker) binds only
         once ready: the kernel hands every listening process its share of new connections,
-        and those would get 503 from a worker still loading while another could serve them."""
+        and those would get 503 from a worker still loading while another could serve them.
+        A start that fails (a taken port, a stream source that cannot connect) releases what
+        it had opened (the listening sockets, the models, the model threads) before raising."""
         warning = exposure_warning(
             self.settings.host, self.auth is not None, self.settings.model_control_mode
         )
         if warning:
             log.warning("%s", warning)
-        await self.telemetry.start()
-        if not self.settings.reuse_port:
-            await self._listen()
-        await self.core.load_models()
-        if self.settings.reuse_port:
-            await self._listen()
-        await self.grpc.refresh_health()
-        if self.settings.stream_source:
-            loaded = sorted({model.name for model in self.repository.loaded_models()})
-            await self.streams.start(loaded)
+        try:
+            await self.telemetry.start()
+            if not self.settings.reuse_port:
+                await self._listen()
+            await self.core.load_models()
+            if self.settings.reuse_port:
+                await self._listen()
+            await self.grpc.refresh_health()
+            if self.settings.stream_source:
+                loaded = sorted({model.name for model in self.repository.loaded_models()})
+                await self.streams.start(loaded)
+        except BaseException:
+            await self._release()
+            raise
         log.info("server ready with %d model(s)", len(list(self.repository.names())))
+
+    async def _release(self) -> None:
+        """After a failed start: close what it opened, each step whatever the others do (the
+        start's own error is the one raised)."""
+        self.dataplane.set_ready(False)
+        steps: list[Callable[[], Awaitable[object]]] = [
+            lambda: self.streams.stop(0),
+            lambda: self.grpc.stop(0),
+            lambda: self.http.shutdown(timeout_s=0),
+            self.core.close,
+        ]
+        for step in steps:
+            try:
+                await step()
+            except Exception:
+                log.exception("releasing a server that failed to start")
+        if self._http_socket is not None:
+            self._http_socket.close()
 
     async def _listen(self) -> None:
         """Bind the HTTP and gRPC ports and take connections."""
