@@ -2,10 +2,14 @@
 
     python examples/build_examples.py [--force] [target_dir]
 
+    python examples/build_examples.py --image /tmp/part.jpg /tmp/models
+
 ``target_dir`` defaults to examples/models. Each model.yaml (and the python model's model.py)
 is committed; this script writes only the artifacts under ``<model>/1/``, skipping those that
-already exist unless --force is given, and the sample image examples/images/part.jpg. Every
-``build_*`` function takes the artifact path and is reused by the tests.
+already exist unless --force is given, and the sample image posted to the detector: ``--image``,
+by default examples/images/part.jpg (the one README.md's curl command posts; the tests and other
+builds outside the checkout name their own, so that a test run writes nothing in the checkout).
+Every ``build_*`` function takes the artifact path and is reused by the tests.
 """
 
 from __future__ import annotations
@@ -390,7 +394,8 @@ PART_IMAGE = Path(__file__).resolve().parent / "images" / "part.jpg"
 
 
 def build_part_image(path: Path = PART_IMAGE) -> None:
-    """``examples/images/part.jpg``: a 640x480 scene of shapes to post to the detector."""
+    """A 640x480 scene of shapes to post to the detector (JPEG), by default
+    ``examples/images/part.jpg``."""
     image, _, _ = draw_scene(np.random.default_rng(SEED + 1), 640, 480, most=3)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")  # builds may run side by side
@@ -436,11 +441,17 @@ def main(argv: list[str] | None = None) -> int:
         default=Path(__file__).resolve().parent / "models",
         help="model repository to build into (default: examples/models)",
     )
+    parser.add_argument(
+        "--image",
+        type=Path,
+        default=PART_IMAGE,
+        help="where to write the sample image for the detector (default: examples/images/part.jpg)",
+    )
     args = parser.parse_args(argv)
     build_all(args.target, force=args.force)
-    if args.force or not PART_IMAGE.exists():
-        build_part_image()
-        print(f"built  {PART_IMAGE}")
+    if args.force or not args.image.exists():
+        build_part_image(args.image)
+        print(f"built  {args.image}")
     return 0
 
 

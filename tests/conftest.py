@@ -59,12 +59,21 @@ def add_echo_models(repo: Path) -> None:
 
 @pytest.fixture(scope="session")
 def model_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of examples/models with every artifact built from fixed seeds, plus echo models."""
+    """A copy of examples/models with every artifact built from fixed seeds, plus echo models.
+    The build writes nothing in the checkout: its sample image is ``part_image``."""
     repo = tmp_path_factory.mktemp("models")
     shutil.copytree(EXAMPLES, repo, dirs_exist_ok=True)
-    assert example_builder().main([str(repo)]) == 0
+    image = tmp_path_factory.getbasetemp() / "images" / "part.jpg"
+    assert example_builder().main(["--image", str(image), str(repo)]) == 0
     add_echo_models(repo)
     return repo
+
+
+@pytest.fixture(scope="session")
+def part_image(model_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """examples/images/part.jpg as the example build writes it (for the tests: in a temporary
+    folder, not in the checkout)."""
+    return tmp_path_factory.getbasetemp() / "images" / "part.jpg"
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,9 @@ through tritonclient over REST and gRPC, a corrupt image in a batch."""
 from __future__ import annotations
 
 import io
+import shlex
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,7 +17,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from tests.harness import ROOT, RunningServer, example_builder
+from tests.harness import RunningServer, example_builder
 
 BUILD = example_builder()
 OUTPUTS = ("boxes", "scores", "classes", "labels", "count")
@@ -57,14 +59,17 @@ def check_well_formed(out: dict[str, np.ndarray], sizes: list[tuple[int, int]]) 
         assert (out["classes"][i, m:] == -1).all() and (out["scores"][i, m:] == 0).all()
 
 
-def test_a_file_posted_as_it_is_finds_the_shapes_in_its_pixels(server: RunningServer) -> None:
-    # examples/images/part.jpg is built with the example models (the model_repo fixture)
+def test_a_file_posted_as_it_is_finds_the_shapes_in_its_pixels(
+    server: RunningServer, part_image: Path
+) -> None:
+    # README.md's command; examples/images/part.jpg is built with the example models, in a
+    # temporary folder for the tests (the part_image fixture)
     _, truth, _ = BUILD.draw_scene(np.random.default_rng(BUILD.SEED + 1), 640, 480)
     command = (
-        f"curl -s --fail-with-body --data-binary @examples/images/part.jpg "
+        f"curl -s --fail-with-body --data-binary @{shlex.quote(str(part_image))} "
         f"http://{server.url}/v2/models/detector_pipeline/infer"
     )
-    done = subprocess.run(command, shell=True, capture_output=True, cwd=ROOT, timeout=60)
+    done = subprocess.run(command, shell=True, capture_output=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     answer = httpx.Response(200, content=done.stdout).json()
     assert answer["model_name"] == "detector_pipeline"
