@@ -1,18 +1,21 @@
 """The server's own CPU per inference request, without sockets, a kernel or a load generator.
 
     .venv/bin/python benchmarks/request_cost.py [--model mlp_onnx] [--rows 8] [--batching on]
-        [--connections 64] [--rounds 200] [--repeat 7] [--modelserve-src DIR ...] [--json FILE]
+        [--protocol rest|grpc] [--connections 64] [--rounds 200] [--repeat 7]
+        [--modelserve-src DIR ...] [--json FILE]
 
 A child process builds the server as ``modelserve serve`` does (``Server(settings)``, the model
 loaded from a one-model repository made of the example's artifact, with the bench's batching
-settings), opens ``--connections`` HTTP connections on in-memory transports, and for
-``--rounds`` rounds sends one V2 binary request (``--rows`` random rows) on each and runs the
-event loop until every connection has its answer: the load of wrk at that concurrency, with
-the same batches, but no system calls. It prints the CPU time per request (one thread; the
+settings), opens ``--connections`` connections on in-memory transports, and for ``--rounds``
+rounds sends one request (``--rows`` random rows) on each and runs the event loop until every
+connection has its answer: the load of wrk or h2load at that concurrency, with the same batches,
+but no system calls. ``rest``: HTTP/1.1 with a V2 binary body, as the bench's wrk rows send;
+``grpc``: HTTP/2 streams, one ``ModelInfer`` each with ``raw_input_contents`` (HPACK-indexed
+headers, as h2load and grpc clients send them). It prints the CPU time per request (one thread; the
 model runs on the loop, as in the bench) and the part of it spent in the runtime's ``predict``
-(timed around it); the rest is modelserve's own work: HTTP parsing, decoding, checks, queueing,
-batching, statistics, metrics, encoding. Each of ``--repeat`` measurements runs in a fresh
-process pinned to core 0 (``taskset``, when there is one).
+(timed around it); the rest is modelserve's own work: HTTP parsing or HTTP/2 framing, decoding,
+checks, queueing, batching, statistics, metrics, encoding. Each of ``--repeat`` measurements runs
+in a fresh process pinned to core 0 (``taskset``, when there is one).
 
 ``--modelserve-src DIR`` (a ``src/`` folder, e.g. of ``git archive``; ``.`` for the working
 tree) may be given several times: the measurements then alternate between the sources, so that
@@ -29,6 +32,7 @@ import json
 import os
 import shutil
 import statistics
+import struct
 import subprocess
 import sys
 import time
@@ -76,22 +80,34 @@ class _Answers:
         self.done: asyncio.Future[None] | None = None
         self.last = b""
 
-    def wrote(self, data: bytes) -> None:
+    def answered(self, data: bytes) -> None:
         self.count += 1
         self.last = data
         if self.count == self.expected and self.done is not None:
             self.done.set_result(None)
 
 
-class _Transport:
-    """What HttpProtocol uses of an asyncio transport, in memory."""
+class _Http2Reader:
+    """What the server writes on one HTTP/2 connection: each answer ends with its trailers, the
+    one header block that carries ``grpc-status`` (a literal: modelserve indexes none)."""
 
     def __init__(self, answers: _Answers) -> None:
         self._answers = answers
+
+    def wrote(self, data: bytes) -> None:
+        for _ in range(data.count(b"grpc-status")):
+            self._answers.answered(data)
+
+
+class _Transport:
+    """What HttpProtocol uses of an asyncio transport, in memory."""
+
+    def __init__(self, wrote: Any) -> None:
+        self._wrote = wrote
         self._closing = False
 
     def write(self, data: bytes) -> None:
-        self._answers.wrote(data)
+        self._wrote(data)
 
     def is_closing(self) -> bool:
         return self._closing
@@ -142,6 +158,69 @@ def _request(model: str, inputs: Any, rows: int) -> bytes:
     return head.encode() + body
 
 
+_HEADERS, _DATA, _SETTINGS, _WINDOW_UPDATE = 0x1, 0x0, 0x4, 0x8
+_END_STREAM, _END_HEADERS, _ACK = 0x1, 0x4, 0x1
+_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def _frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
+    return (
+        len(payload).to_bytes(3, "big") + bytes((kind, flags)) + struct.pack(">I", stream) + payload
+    )
+
+
+class _Http2Client:
+    """One HTTP/2 connection's client side: the preface, then a ModelInfer stream per request."""
+
+    def __init__(self, message: bytes) -> None:
+        import hpack
+
+        headers = [
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":path", "/inference.GRPCInferenceService/ModelInfer"),
+            (":authority", "127.0.0.1:8001"),
+            ("content-type", "application/grpc"),
+            ("te", "trailers"),
+        ]
+        encoder = hpack.Encoder()
+        # the first block adds the headers to the dynamic table; every later one is the same
+        # bytes of indices, made once here so that the client's work is not measured
+        self._blocks = [encoder.encode(headers), encoder.encode(headers)]
+        self._message = b"\x00" + struct.pack(">I", len(message)) + message
+        self._stream = -1
+        self.preface = (
+            _PREFACE
+            + _frame(_SETTINGS, 0, 0, struct.pack(">HI", 0x4, 2**31 - 1))
+            + _frame(_SETTINGS, _ACK, 0)
+            + _frame(_WINDOW_UPDATE, 0, 0, struct.pack(">I", 2**31 - 1 - 65_535))
+        )
+
+    def request(self) -> bytes:
+        self._stream += 2
+        block = self._blocks[0] if self._stream == 1 else self._blocks[1]
+        return _frame(_HEADERS, _END_HEADERS, self._stream, block) + _frame(
+            _DATA, _END_STREAM, self._stream, self._message
+        )
+
+
+def _grpc_message(model: str, inputs: Any, rows: int) -> bytes:
+    """A ModelInferRequest with raw_input_contents (random data), as perf_analyzer sends."""
+    import numpy as np
+
+    from modelserve.codecs.tensors import numpy_dtype
+    from modelserve.protocol import grpc_service_pb2 as pb
+
+    rng = np.random.default_rng(0)
+    message = pb.ModelInferRequest(model_name=model)
+    for spec in inputs:
+        shape = [rows if dim == -1 else dim for dim in spec.shape]
+        data = rng.standard_normal(shape).astype(numpy_dtype(spec.datatype)).tobytes()
+        message.inputs.add(name=spec.name, datatype=spec.datatype, shape=shape)
+        message.raw_input_contents.append(data)
+    return bytes(message.SerializeToString())
+
+
 async def _measure(repository: Path, args: argparse.Namespace) -> dict[str, float]:
     from modelserve.config.settings import Settings
     from modelserve.runtimes.onnx import OnnxRuntime
@@ -163,32 +242,47 @@ async def _measure(repository: Path, args: argparse.Namespace) -> dict[str, floa
     server = Server(Settings(model_repository=repository, log_level="warning"))
     await server.telemetry.start()
     await server.core.load_models()
-    request = _request(args.model, server.dataplane.model_metadata(args.model).inputs, args.rows)
+    inputs = server.dataplane.model_metadata(args.model).inputs
     answers = _Answers()
-    connections = []
-    for _ in range(args.connections):
-        protocol = HttpProtocol(server.http)
-        protocol.connection_made(_Transport(answers))  # type: ignore[arg-type]
-        connections.append(protocol)
+    sends: list[tuple[Any, Any]] = []  # (protocol, what to send it each round)
+    if args.protocol == "rest":
+        request = _request(args.model, inputs, args.rows)
+        for _ in range(args.connections):
+            protocol: Any = HttpProtocol(server.http)
+            protocol.connection_made(_Transport(answers.answered))
+            sends.append((protocol, lambda request=request: request))
+        ok = b"HTTP/1.1 200"
+    else:
+        from modelserve.transports.grpc.connection import GrpcConnection
+
+        await server.grpc.start("127.0.0.1", 0)  # bound on loopback, never connected to
+        message = _grpc_message(args.model, inputs, args.rows)
+        for _ in range(args.connections):
+            client = _Http2Client(message)
+            protocol = GrpcConnection(server.grpc._server)  # type: ignore[arg-type]
+            protocol.connection_made(_Transport(_Http2Reader(answers).wrote))
+            protocol.data_received(client.preface)
+            sends.append((protocol, client.request))
+        ok = b"grpc-status\x010"
     loop = asyncio.get_running_loop()
 
     async def one_round() -> None:
-        answers.expected = answers.count + len(connections)
+        answers.expected = answers.count + len(sends)
         answers.done = loop.create_future()
-        for protocol in connections:
-            protocol.data_received(request)
+        for protocol, request in sends:
+            protocol.data_received(request())
         await answers.done
 
     for _ in range(max(10, args.rounds // 10)):  # warm up
         await one_round()
-    if not answers.last.startswith(b"HTTP/1.1 200"):
-        raise SystemExit(f"the server did not answer 200: {answers.last[:300]!r}")
+    if ok not in answers.last:
+        raise SystemExit(f"the server did not answer with success: {answers.last[:300]!r}")
     model_ns = 0
     began = time.process_time_ns()
     for _ in range(args.rounds):
         await one_round()
     total_ns = time.process_time_ns() - began
-    requests = args.rounds * len(connections)
+    requests = args.rounds * len(sends)
     return {
         "requests": requests,
         "cpu_us": total_ns / requests / 1e3,
@@ -224,6 +318,8 @@ def _run_child(source: Path, repository: Path, args: argparse.Namespace) -> dict
         str(args.connections),
         "--rounds",
         str(args.rounds),
+        "--protocol",
+        args.protocol,
     ]
     if shutil.which("taskset"):
         argv = ["taskset", "-c", "0", *argv]
@@ -239,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="mlp_onnx", help="iris_onnx or mlp_onnx (mlp_onnx)")
     parser.add_argument("--rows", type=int, default=8, help="rows per request (8)")
     parser.add_argument("--batching", choices=("on", "off"), default="on", help="(on)")
+    parser.add_argument("--protocol", choices=("rest", "grpc"), default="rest", help="(rest)")
     parser.add_argument("--connections", type=int, default=64, help="concurrency (64)")
     parser.add_argument("--rounds", type=int, default=200, help="requests per connection (200)")
     parser.add_argument("--repeat", type=int, default=7, help="measurements per source (7)")
@@ -266,8 +363,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{figures['cpu_us'] - figures['model_us']:.1f}"
             )
     print(
-        f"{args.model}, {args.rows} rows per request, {args.connections} connections, batching "
-        f"{args.batching}: CPU µs per request (median of {args.repeat}; min)"
+        f"{args.model}, {args.rows} rows per request, {args.protocol}, {args.connections} "
+        f"connections, batching {args.batching}: CPU µs per request (median of {args.repeat}; min)"
     )
     print("| modelserve source | all | model | modelserve's own | each (modelserve's own) |")
     print("| --- | ---: | ---: | ---: | --- |")
