@@ -82,8 +82,9 @@ def _fmt(value: object) -> str:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from modelserve.cli.display import print_table, progress
     from modelserve.cli.main import CommandError
+    from modelserve.cli.output import print_table
+    from modelserve.cli.progress import progress
     from modelserve.offline.convert import ConvertOptions, OfflineError, convert_artifact
     from modelserve.runtimes.registry import RuntimeRegistry
     from modelserve.serving.conversion import Tolerance

@@ -1,7 +1,13 @@
-"""How the client commands print: ``--output table`` is a rich table on a terminal and plain
+"""What the commands print as their result: tables and values, drawn by rich on a terminal
+and plain text otherwise (pipes, logs, CI).
+
+The client commands (``emit``): ``--output table`` is a rich table on a terminal and plain
 aligned text otherwise (for grep, awk and logs), ``json`` the whole answer, ``csv`` the table's
 rows with a header. A caption (which model and version answered, the request id) goes under a
-rich table, and to stderr in plain text, so that stdout holds only the rows."""
+rich table, and to stderr in plain text, so that stdout holds only the rows.
+
+The offline commands (convert, validate: ``print_table``): a rich table on a terminal,
+tab-separated lines otherwise. Their progress bar is cli/progress.py."""
 
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-__all__ = ["Report", "cell", "emit"]
+__all__ = ["Report", "cell", "emit", "print_table", "terminal_console"]
 
 
 @dataclass(slots=True)
@@ -107,3 +113,37 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode("utf-8", "backslashreplace")
     return str(value)
+
+
+# ---- the offline commands' tables -------------------------------------------------------------
+
+
+def terminal_console(stream: IO[str]) -> Any | None:
+    """A rich console drawing on ``stream`` when it is a terminal; None otherwise (or without
+    rich), and then rich is not imported."""
+    if not stream.isatty():
+        return None
+    try:
+        from rich.console import Console
+    except ImportError:
+        return None
+    return Console(stderr=stream is sys.stderr)
+
+
+def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """A table on stdout: drawn by rich on a terminal, tab-separated lines otherwise."""
+    console = terminal_console(sys.stdout)
+    if console is None:
+        print(title)
+        print("\t".join(headers))
+        for row in rows:
+            print("\t".join(row))
+        return
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for header in headers:
+        table.add_column(header)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)

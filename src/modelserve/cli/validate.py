@@ -51,8 +51,9 @@ def _fmt(value: float | None) -> str:
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    from modelserve.cli.display import print_table, progress
     from modelserve.cli.main import CommandError
+    from modelserve.cli.output import print_table
+    from modelserve.cli.progress import progress
     from modelserve.offline.validate import ValidateError, ValidateOptions, validate_model
     from modelserve.runtimes.registry import RuntimeRegistry
 
