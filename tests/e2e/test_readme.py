@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -30,9 +31,12 @@ def test_readme_curl(server: RunningServer) -> None:
     assert {o["name"] for o in answer["outputs"]} == {"label", "probabilities"}
 
 
-def test_readme_image_curl(server: RunningServer) -> None:
-    """The detection example's file post, run from the checkout as a reader would."""
+def test_readme_image_curl(server: RunningServer, part_image: Path) -> None:
+    """The detection example's file post, run from the checkout as a reader would (the image
+    `make run` builds in examples/images is built for the tests in a temporary folder)."""
     command = next(b for b in blocks("sh") if "--data-binary" in b)
+    assert "@examples/images/part.jpg " in command, command
+    command = command.replace("@examples/images/part.jpg ", f"@{shlex.quote(str(part_image))} ")
     command = command.replace("localhost:8000", server.url)
     result = subprocess.run(
         command, shell=True, capture_output=True, text=True, timeout=60, cwd=ROOT
