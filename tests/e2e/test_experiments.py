@@ -541,6 +541,48 @@ def test_a_shadow_never_changes_an_answer_and_its_agreement_is_right(
     assert "modelserve_shadow_dropped_total" in metrics
 
 
+def test_with_workers_the_shadow_figures_are_the_whole_servers(tmp_path: Path) -> None:
+    """--workers 2: each process compares the copies it sent itself; whichever answers, the
+    experiment API and the dashboard show the figures of both added up."""
+    import time
+
+    args = [
+        "serve", str(shadow_repository(tmp_path)), "--http-port", "0", "--grpc-port", "0",
+        "--workers", "2", "--state-dir", str(tmp_path / "state"), "--ui",
+    ]  # fmt: skip
+    with CliProcess(args) as cli:
+        cli.wait_for("server ready", timeout=90, count=2)
+        port = int(cli.wait_for(r"HTTP port (\d+)").group(1))
+        base = f"http://127.0.0.1:{port}"
+        url = f"{base}/v2/models/m/experiment"
+        revision = httpx.put(url, json={"mirror": {"version": "5"}}).json()["process"]["revision"]
+        routing: set[str] = set()  # both processes mirror before a request is sent
+        deadline = time.monotonic() + 60
+        while len(routing) < 2:  # a new connection each time: the kernel spreads them
+            assert time.monotonic() < deadline, routing
+            process = httpx.get(url).json()["process"]
+            if process["revision"] >= revision:
+                routing.add(process["worker"])
+        grid = inputs_grid(200)
+        for x in grid:
+            reply = httpx.post(f"{base}/v2/models/m/infer", json=body(x))
+            assert reply.json()["model_version"] == "1"
+        views: dict[str, dict[str, Any]] = {}
+        while len(views) < 2:
+            assert time.monotonic() < deadline + 60, views
+            status = httpx.get(url).json()
+            if (status["shadow"] or {}).get("mirrored") == len(grid):
+                views[status["process"]["worker"]] = status["shadow"]
+        for shadow in views.values():
+            assert shadow["version"] == "5" and shadow["rows"] == len(grid), shadow
+            assert shadow["agreement_ratio"] == pytest.approx(0.75, abs=0.01), shadow
+        for _ in range(10):
+            shadow = httpx.get(f"{base}/ui/api/models/m").json()["shadow"]
+            assert shadow["mirrored"] == len(grid), shadow
+        cli.signal(signal.SIGTERM)
+        assert cli.wait(60) == 0
+
+
 def test_a_version_failing_its_gate_with_on_fail_shadow_is_mirrored(
     tmp_path: Path, serve: Servers
 ) -> None:

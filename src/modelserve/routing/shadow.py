@@ -25,6 +25,7 @@ Metrics, on the injected registry:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -36,6 +37,7 @@ import numpy as np
 import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from modelserve.routing.shadow_share import SharedFigures, merged_document
 from modelserve.serving.shared_memory import BYTE_SIZE, OFFSET, REGION
 from modelserve.types import (
     InferenceRequest,
@@ -54,6 +56,8 @@ ABS_DIFF_BUCKETS = (
 )  # fmt: skip
 RESERVOIR = 4096
 """Absolute differences kept (a uniform sample of all of them) for the p50 and p99."""
+SHARE_S = 0.5
+"""With several processes, how often each one writes its figures and reads the others'."""
 _CLASS_NAME = re.compile(r"^(labels?|class(es)?|predicted.*)$", re.IGNORECASE)
 _CLASS_KINDS = "biuUSO"  # numpy kinds of integer, unsigned, bool, bytes, str, object (BYTES)
 
@@ -210,28 +214,24 @@ class _Figures:
     def agreement_ratio(self) -> float | None:
         return self.agreed / self.rows if self.rows else None
 
-    def document(self) -> dict[str, Any]:
-        abs_diff: dict[str, float | int] | None = None
-        if self.diff_count:
-            kept = self.reservoir[: min(self.diff_count, RESERVOIR)]
-            abs_diff = {
-                "count": self.diff_count,
-                "mean": self.diff_sum / self.diff_count,
-                "p50": float(np.quantile(kept, 0.5)),
-                "p99": float(np.quantile(kept, 0.99)),
-                "max": self.diff_max,
-            }
+    def state(self) -> dict[str, Any]:
+        """The figures as they add up over processes (routing/shadow_share.py)."""
         return {
-            "version": self.version,
             "mirrored": self.mirrored,
             "dropped": self.dropped,
             "failed": self.failed,
             "compared": self.compared,
             "mismatched": self.mismatched,
             "rows": self.rows,
-            "agreement_ratio": self.agreement_ratio,
-            "abs_diff": abs_diff,
+            "agreed": self.agreed,
+            "diff_count": self.diff_count,
+            "diff_sum": self.diff_sum,
+            "diff_max": self.diff_max,
+            "kept": self.reservoir[: min(self.diff_count, RESERVOIR)].copy(),
         }
+
+    def document(self) -> dict[str, Any]:
+        return merged_document(self.version, [self.state()])
 
 
 class _Metrics:
@@ -328,11 +328,15 @@ class ShadowMirror:
         clock: Callable[[], float] = time.monotonic,
         timeout_s: float = 30.0,
         drain_s: float = 5.0,
+        share: SharedFigures | None = None,
+        share_s: float = SHARE_S,
     ) -> None:
         """``infer(request, version)`` runs the request on that version of its model (the
         dataplane's path). ``timeout_s``: a copy running longer is cancelled and counted as
         failed. ``drain_s``: how long ``stop`` lets queued copies finish. ``registry``: where
-        the metrics go (None: a registry of the mirror's own, not exported)."""
+        the metrics go (None: a registry of the mirror's own, not exported). ``share``: with
+        several processes, where their figures meet (``stats`` then answers for all of them,
+        the others' figures at most ~2 ``share_s`` old)."""
         if capacity < 1 or concurrency < 1:
             raise ValueError("capacity and concurrency must be at least 1")
         self._infer = infer
@@ -346,7 +350,15 @@ class ShadowMirror:
         self._workers: list[asyncio.Task[None]] = []
         self._figures: dict[tuple[str, str], _Figures] = {}
         self._latest: dict[str, str] = {}
+        self._since: dict[str, float] = {}
+        """model -> when (epoch seconds) it was first mirrored to its latest version."""
         self._accepting = True
+        self._share = share
+        self._share_s = share_s
+        self._sharer: asyncio.Task[None] | None = None
+        self._others: list[dict[str, Any]] = []
+        self._changes = 0
+        self._published = -1
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -358,6 +370,8 @@ class ShadowMirror:
             asyncio.create_task(self._work(), name=f"shadow-mirror-{i}")
             for i in range(self._concurrency)
         ]
+        if self._share is not None:
+            self._sharer = asyncio.create_task(self._share_forever(), name="shadow-share")
 
     async def stop(self) -> None:
         """Stop taking copies, let the queued ones finish for up to ``drain_s``, then cancel
@@ -377,6 +391,12 @@ class ShadowMirror:
             left = self._queue.get_nowait()
             self._queue.task_done()
             self._drop(left.model, left.version)
+        sharer, self._sharer = self._sharer, None
+        if sharer is not None:
+            sharer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sharer
+            await self._exchange()  # the last figures, for the processes still serving
 
     @property
     def queued(self) -> int:
@@ -391,7 +411,10 @@ class ShadowMirror:
         (the answer already sent). Never blocks: False, and the copy counted as dropped, when
         the queue is full or the mirror is stopping."""
         figures = self._figures_of(model, version)
-        self._latest[model] = version
+        if self._latest.get(model) != version:
+            self._latest[model] = version
+            self._since[model] = time.time()
+            self._changes += 1
         if not self._accepting:
             self._drop(model, version, figures)
             return False
@@ -410,6 +433,7 @@ class ShadowMirror:
 
     def _drop(self, model: str, version: str, figures: _Figures | None = None) -> None:
         (figures or self._figures_of(model, version)).dropped += 1
+        self._changes += 1
         metrics = self._metrics
         metrics.child(metrics.dropped, model, version).inc()
         metrics.child(metrics.requests, model, version, "dropped").inc()
@@ -428,6 +452,7 @@ class ShadowMirror:
 
     async def _mirror(self, copy: _Copy) -> None:
         figures = self._figures_of(copy.model, copy.version)
+        self._changes += 1
         try:
             async with asyncio.timeout(self._timeout_s):
                 answer = await self._infer(detached(copy.request), copy.version)
@@ -453,16 +478,76 @@ class ShadowMirror:
         ``mismatched`` (answers missing an output or with another shape), ``rows`` (class rows
         compared), ``agreement_ratio`` (None without class outputs) and ``abs_diff`` (``count``,
         ``mean``, ``p50``, ``p99``, ``max``; None without floating outputs). Empty figures
-        (version None) for a model never mirrored."""
+        (version None) for a model never mirrored. With ``share``, those of every process."""
         version = self._latest.get(model)
+        if self._share is None:
+            if version is None:
+                return _empty()
+            return self._figures[(model, version)].document()
+        since = self._since.get(model, float("-inf"))
+        for other in self._others:
+            latest = other.get("latest", {}).get(model)
+            if latest is not None and (version is None or latest[1] > since):
+                version, since = str(latest[0]), float(latest[1])
         if version is None:
-            document = _Figures("").document()
-            document["version"] = None
-            return document
-        return self._figures[(model, version)].document()
+            return _empty()
+        own = self._figures.get((model, version))
+        states = [own.state()] if own is not None else []
+        for other in self._others:
+            state = other.get("figures", {}).get(model, {}).get(version)
+            if state is not None:
+                states.append(state)
+        return merged_document(version, states)
 
     def forget(self, model: str) -> None:
         """Drop the figures of ``model`` (its experiment ended); its metrics stay."""
         self._latest.pop(model, None)
+        self._since.pop(model, None)
+        self._changes += 1
         for key in [key for key in self._figures if key[0] == model]:
             del self._figures[key]
+
+    # ---- several processes -------------------------------------------------------------------
+
+    async def _share_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._share_s)
+            await self._exchange()
+
+    async def _exchange(self) -> None:
+        """Write this process's figures if they changed, and read the other processes'."""
+        share = self._share
+        if share is None:
+            return
+        changes, document = self._changes, None
+        if changes != self._published:
+            document = {
+                "latest": {m: [v, self._since[m]] for m, v in self._latest.items()},
+                "figures": self._states(),
+            }
+
+        def swap() -> list[dict[str, Any]]:
+            if document is not None:
+                share.publish(document)
+            return share.others()
+
+        try:
+            self._others = await asyncio.to_thread(swap)
+        except Exception as exc:  # a full disk, a removed folder: the figures stay this process's
+            log.warning("cannot share the shadow figures in %s: %s", share.directory, exc)
+            return
+        if document is not None:
+            self._published = changes
+
+    def _states(self) -> dict[str, dict[str, dict[str, Any]]]:
+        states: dict[str, dict[str, dict[str, Any]]] = {}
+        for (model, version), figures in self._figures.items():
+            states.setdefault(model, {})[version] = figures.state()
+        return states
+
+
+def _empty() -> dict[str, Any]:
+    """The figures of a model never mirrored."""
+    document = _Figures("").document()
+    document["version"] = None
+    return document

@@ -37,6 +37,7 @@ from modelserve.routing.canary import canary_tick
 from modelserve.routing.controller import Experiments
 from modelserve.routing.router import Router
 from modelserve.routing.shadow import ShadowMirror
+from modelserve.routing.shadow_share import SharedFigures
 from modelserve.runtimes.base import LoadContext
 from modelserve.runtimes.registry import RuntimeRegistry
 from modelserve.scheduling.cache import ResponseCache
@@ -117,8 +118,11 @@ class ServingCore:
             state_dir,
             tick=canary_tick,
         )
+        shared = self.telemetry.observability.multiprocess_dir  # --workers: where they meet
         self.shadow = ShadowMirror(
-            self._shadow_infer, registry=self.telemetry.observability.registry
+            self._shadow_infer,
+            registry=self.telemetry.observability.registry,
+            share=SharedFigures(Path(shared), self.experiments.worker) if shared else None,
         )
         self.router = Router(self.repository, self.experiments, self.shadow)
         self.dataplane = DataPlane(
