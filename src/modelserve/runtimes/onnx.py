@@ -141,8 +141,6 @@ class OnnxRuntime(Runtime):
                 profile = tensorrt_profile(specs, ctx.config.max_batch_size)
             cache = engine_dir(ctx.version_dir)
             plan = plan_providers(execution, available, cache, profile)
-            if plan.tensorrt and execution.tensorrt.engine_cache:
-                cache.mkdir(parents=True, exist_ok=True)
             providers = list(plan.providers)
         try:
             session = ort.InferenceSession(str(path), options, providers=providers)

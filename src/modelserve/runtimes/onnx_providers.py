@@ -80,17 +80,31 @@ def tensorrt_profile(inputs: Sequence[TensorSpec], max_batch: int | None) -> dic
     }
 
 
+def _engine_cache(cache: Path) -> tuple[Path | None, str | None]:
+    """Create TensorRT's engine cache folder; without it (the model repository is read-only, as
+    KServe's storage initializer mounts it), TensorRT runs without a cache and a notice says so."""
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return None, (
+            f"TensorRT's engine cache is off: {cache} cannot be created ({exc.strerror or exc}); "
+            "engines are built again at every load"
+        )
+    return cache, None
+
+
 def provider_options(
-    provider: Provider, execution: Execution, cache: Path, profile: dict[str, str] | None
+    provider: Provider, execution: Execution, cache: Path | None, profile: dict[str, str] | None
 ) -> ProviderOptions:
-    """onnxruntime's options for one provider (strings, as its Python API takes them)."""
+    """onnxruntime's options for one provider (strings, as its Python API takes them); no
+    ``cache``: TensorRT keeps no engines."""
     if provider == "cpu":
         return {}
     options = {"device_id": str(execution.device_id)}
     if provider == "tensorrt":
         trt = execution.tensorrt
         options["trt_fp16_enable"] = str(trt.fp16)
-        if trt.engine_cache:
+        if trt.engine_cache and cache is not None:
             options |= {
                 "trt_engine_cache_enable": "True",
                 "trt_engine_cache_path": str(cache),
@@ -113,6 +127,7 @@ def plan_providers(
     for each one it lacks. ModelLoadError when none is left."""
     providers: list[tuple[str, ProviderOptions]] = []
     notices = []
+    engines: Path | None = cache
     for provider in execution.providers:
         name = ORT_NAMES[provider]
         if name not in available:
@@ -122,7 +137,11 @@ def plan_providers(
                 "modelserve[gpu])"
             )
             continue
-        providers.append((name, provider_options(provider, execution, cache, profile)))
+        if provider == "tensorrt" and execution.tensorrt.engine_cache:
+            engines, notice = _engine_cache(cache)
+            if notice:
+                notices.append(notice)
+        providers.append((name, provider_options(provider, execution, engines, profile)))
     if not providers:
         raise ModelLoadError(
             "none of the execution providers asked for can run here: "

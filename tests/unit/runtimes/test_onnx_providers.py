@@ -74,6 +74,30 @@ def test_gpu_build_gets_every_provider_with_its_options(tmp_path: Path) -> None:
     assert fallback_notices(plan, GPU_BUILD) == []  # everything started
 
 
+def test_the_engine_cache_folder_is_made_and_its_absence_said(tmp_path: Path) -> None:
+    """The cache folder is created when TensorRT is planned; where it cannot be (a read-only
+    repository, as KServe mounts one; here a file in its way, which stops root too), TensorRT
+    runs without a cache and the notice says so, instead of the version failing to load."""
+    asked = execution(providers=["tensorrt", "cuda", "cpu"])
+    cache = engine_dir(tmp_path / "7")
+    plan = plan_providers(asked, GPU_BUILD, cache)
+    assert cache.is_dir() and plan.notices == []
+    assert plan.providers[0][1]["trt_engine_cache_path"] == str(cache)
+
+    (tmp_path / "8").write_text("not a folder")
+    blocked = engine_dir(tmp_path / "8")
+    plan = plan_providers(asked, GPU_BUILD, blocked)
+    assert plan.tensorrt and plan.names == GPU_BUILD
+    trt = plan.providers[0][1]
+    assert not any(key.startswith(("trt_engine_cache", "trt_timing_cache")) for key in trt)
+    (notice,) = plan.notices
+    assert notice.startswith(f"TensorRT's engine cache is off: {blocked} cannot be created")
+    assert fallback_notices(plan, GPU_BUILD) == [notice, "running on tensorrt, cuda, cpu"]
+
+    off = execution(providers=["tensorrt", "cpu"], tensorrt={"engine_cache": False})
+    assert plan_providers(off, GPU_BUILD, blocked).notices == []  # no cache asked: nothing to say
+
+
 def test_missing_providers_fall_back_to_the_next_with_notices(tmp_path: Path) -> None:
     asked = execution(providers=["tensorrt", "cuda", "cpu"], tensorrt={"fp16": True})
     plan = plan_providers(asked, CPU_BUILD, tmp_path)
