@@ -124,7 +124,8 @@ def plan_providers(
     profile: dict[str, str] | None = None,
 ) -> ProviderPlan:
     """The providers asked for that the installed onnxruntime has, in the order asked; a notice
-    for each one it lacks. ModelLoadError when none is left."""
+    for each one it lacks. With TensorRT and its engine cache, the cache folder is created here
+    (a notice, and no cache, when it cannot be). ModelLoadError when none is left."""
     providers: list[tuple[str, ProviderOptions]] = []
     notices = []
     engines: Path | None = cache
