@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
 import statistics
 import struct
@@ -39,10 +38,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import servers
 from tools import BENCH_DIR, REPO, log
 
 BUILD = BENCH_DIR / "build"
-WORKING_TREE = Path(".")
 BATCHING_YAML = {
     "on": "\ndynamic_batching:\n  max_queue_delay_us: 500\n",
     "off": "\ndynamic_batching: false\n",
@@ -302,9 +301,7 @@ def _child(args: argparse.Namespace) -> int:
 
 
 def _run_child(source: Path, repository: Path, args: argparse.Namespace) -> dict[str, float]:
-    env = dict(os.environ)
-    if source != WORKING_TREE:
-        env["PYTHONPATH"] = str(source.resolve())
+    servers.use(source)
     argv = [
         sys.executable,
         str(Path(__file__).resolve()),
@@ -323,7 +320,9 @@ def _run_child(source: Path, repository: Path, args: argparse.Namespace) -> dict
     ]
     if shutil.which("taskset"):
         argv = ["taskset", "-c", "0", *argv]
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        argv, env=servers.modelserve_env(), capture_output=True, text=True, check=False
+    )
     if done.returncode != 0:
         raise SystemExit(f"the measurement failed:\n{done.stdout}\n{done.stderr}")
     figures: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -339,18 +338,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=64, help="concurrency (64)")
     parser.add_argument("--rounds", type=int, default=200, help="requests per connection (200)")
     parser.add_argument("--repeat", type=int, default=7, help="measurements per source (7)")
-    parser.add_argument(
-        "--modelserve-src",
-        type=Path,
-        action="append",
-        help="run modelserve from this src/ folder ('.': the working tree); repeatable",
-    )
+    servers.add_sources_option(parser)
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         return _child(args)
-    sources: list[Path] = args.modelserve_src or [WORKING_TREE]
+    sources = servers.sources(args)
     repository = _repository(args.model, args.batching)
     runs: dict[str, list[dict[str, float]]] = {str(source): [] for source in sources}
     for index in range(args.repeat):

@@ -7,6 +7,7 @@ whatever is still running, also on Ctrl-C or an error.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -209,12 +210,38 @@ def _wait_ready(server: Server, started: float, timeout: float) -> None:
 
 
 _MODELSERVE_ENV: dict[str, str] = {}
+WORKING_TREE = Path(".")
+"""``--modelserve-src .``: the installed working tree."""
+
+
+def add_sources_option(parser: argparse.ArgumentParser) -> None:
+    """The repeatable ``--modelserve-src`` of the scripts that alternate source trees."""
+    parser.add_argument(
+        "--modelserve-src",
+        type=Path,
+        action="append",
+        help="run modelserve from this src/ folder ('.': the working tree); repeatable",
+    )
+
+
+def sources(args: argparse.Namespace) -> list[Path]:
+    """The source trees ``add_sources_option`` collected; the working tree when none."""
+    chosen: list[Path] = args.modelserve_src or [WORKING_TREE]
+    return chosen
+
+
+def use(source: Path) -> None:
+    """Run modelserve from ``source`` (a ``src/`` folder, e.g. of ``git archive``), or from the
+    installed working tree for WORKING_TREE."""
+    if source == WORKING_TREE:
+        _MODELSERVE_ENV.pop("PYTHONPATH", None)
+    else:
+        _MODELSERVE_ENV["PYTHONPATH"] = str(source.resolve())
 
 
 def use_modelserve_source(src: Path) -> str:
-    """Run modelserve from ``src`` (a ``src/`` folder, e.g. of ``git archive``) instead of the
-    installed working tree; returns the path the package is then imported from."""
-    _MODELSERVE_ENV["PYTHONPATH"] = str(src.resolve())
+    """``use(src)``; returns the path the package is then imported from."""
+    use(src)
     return subprocess.run(
         [sys.executable, "-c", "import modelserve; print(modelserve.__file__)"],
         env=modelserve_env(),
@@ -222,11 +249,6 @@ def use_modelserve_source(src: Path) -> str:
         text=True,
         check=False,
     ).stdout.strip()
-
-
-def use_working_tree() -> None:
-    """Run modelserve from the installed working tree again (after ``use_modelserve_source``)."""
-    _MODELSERVE_ENV.pop("PYTHONPATH", None)
 
 
 def modelserve_env() -> dict[str, str]:

@@ -28,25 +28,11 @@ import repos
 import servers
 import tools
 
-WORKING_TREE = Path(".")
-
-
-def use(source: Path) -> None:
-    if source == WORKING_TREE:
-        servers.use_working_tree()
-    else:
-        servers.use_modelserve_source(source)
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5, help="starts per repository (5)")
-    parser.add_argument(
-        "--modelserve-src",
-        type=Path,
-        action="append",
-        help="run modelserve from this src/ folder ('.': the working tree); repeatable",
-    )
+    servers.add_sources_option(parser)
     parser.add_argument(
         "--no-compile",
         action="store_true",
@@ -57,10 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
-    sources: list[Path] = args.modelserve_src or [WORKING_TREE]
+    sources = servers.sources(args)
     if not args.no_compile:
         for source in sources:
-            use(source)
+            servers.use(source)
             tools.log(f"compiled {servers.compile_modelserve()}")
     built = repos.build_repos()
     logs = tools.BENCH_DIR / "logs"
@@ -79,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         for round_ in range(args.repeat):
             for name, (repo, batching) in chosen.items():
                 for source in sources:
-                    use(source)
+                    servers.use(source)
                     server = servers.start_modelserve(repo, batching, logs, grpc)
                     servers.stop(server.proc)
                     figures[f"{name} [{source}]"].append((server.startup_s, server.idle_rss_mb))
