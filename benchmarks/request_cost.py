@@ -41,6 +41,8 @@ from typing import Any
 import servers
 from tools import BENCH_DIR, REPO, log
 
+from modelserve.transports.grpc import frames
+
 BUILD = BENCH_DIR / "build"
 BATCHING_YAML = {
     "on": "\ndynamic_batching:\n  max_queue_delay_us: 500\n",
@@ -157,17 +159,6 @@ def _request(model: str, inputs: Any, rows: int) -> bytes:
     return head.encode() + body
 
 
-_HEADERS, _DATA, _SETTINGS, _WINDOW_UPDATE = 0x1, 0x0, 0x4, 0x8
-_END_STREAM, _END_HEADERS, _ACK = 0x1, 0x4, 0x1
-_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-
-
-def _frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
-    return (
-        len(payload).to_bytes(3, "big") + bytes((kind, flags)) + struct.pack(">I", stream) + payload
-    )
-
-
 class _Http2Client:
     """One HTTP/2 connection's client side: the preface, then a ModelInfer stream per request."""
 
@@ -189,17 +180,17 @@ class _Http2Client:
         self._message = b"\x00" + struct.pack(">I", len(message)) + message
         self._stream = -1
         self.preface = (
-            _PREFACE
-            + _frame(_SETTINGS, 0, 0, struct.pack(">HI", 0x4, 2**31 - 1))
-            + _frame(_SETTINGS, _ACK, 0)
-            + _frame(_WINDOW_UPDATE, 0, 0, struct.pack(">I", 2**31 - 1 - 65_535))
+            frames.PREFACE
+            + frames.settings({frames.Setting.INITIAL_WINDOW_SIZE: 2**31 - 1})
+            + frames.frame(frames.SETTINGS, frames.ACK, 0)
+            + frames.window_update(0, 2**31 - 1 - 65_535)
         )
 
     def request(self) -> bytes:
         self._stream += 2
         block = self._blocks[0] if self._stream == 1 else self._blocks[1]
-        return _frame(_HEADERS, _END_HEADERS, self._stream, block) + _frame(
-            _DATA, _END_STREAM, self._stream, self._message
+        return frames.frame(frames.HEADERS, frames.END_HEADERS, self._stream, block) + frames.frame(
+            frames.DATA, frames.END_STREAM, self._stream, self._message
         )
 
 
