@@ -28,6 +28,7 @@ from pathlib import Path
 
 from tools import BENCH_DIR, REPO, log
 
+BUILD_DIR = BENCH_DIR / "build"
 MODELS = ("iris_onnx", "mlp_onnx", "iris_sklearn")
 DETECTION = ("detector_onnx",)
 ONNX_ONLY = ("iris_onnx", "mlp_onnx", "detector_onnx")
@@ -62,7 +63,8 @@ class Repos:
     """examples/build_examples.py's output: the artifacts PyTriton serves."""
 
 
-def _copy_model(build: Path, model: str, target: Path, extra_yaml: str = "") -> None:
+def copy_model(build: Path, model: str, target: Path, extra_yaml: str = "") -> None:
+    """``model``'s built version 1 and its committed model.yaml (plus ``extra_yaml``)."""
     dest = target / model
     shutil.copytree(build / model / "1", dest / "1")
     yaml = (REPO / "examples" / "models" / model / "model.yaml").read_text()
@@ -111,9 +113,8 @@ def _reference_csv(path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def build_repos() -> Repos:
-    root = BENCH_DIR / "repos"
-    build = BENCH_DIR / "build"
+def build_examples(build: Path) -> None:
+    """The example models' artifacts, built into ``build`` by examples/build_examples.py."""
     log("building the example models (examples/build_examples.py)")
     done = subprocess.run(
         [sys.executable, str(REPO / "examples" / "build_examples.py"), str(build)],
@@ -123,6 +124,12 @@ def build_repos() -> Repos:
     )
     if done.returncode != 0:
         raise RuntimeError(f"build_examples.py failed:\n{done.stdout}\n{done.stderr}")
+
+
+def build_repos() -> Repos:
+    root = BENCH_DIR / "repos"
+    build = BUILD_DIR
+    build_examples(build)
     if root.exists():
         shutil.rmtree(root)
     repos = Repos(
@@ -138,22 +145,22 @@ def build_repos() -> Repos:
         build=build,
     )
     for model in MODELS:
-        _copy_model(build, model, repos.modelserve, OFF_YAML)
-        _copy_model(build, model, repos.batching, BATCHING_YAML)
+        copy_model(build, model, repos.modelserve, OFF_YAML)
+        copy_model(build, model, repos.batching, BATCHING_YAML)
         logging = LOGGING_YAML if model == "iris_onnx" else ""
-        _copy_model(build, model, repos.logging, OFF_YAML + logging)
+        copy_model(build, model, repos.logging, OFF_YAML + logging)
         monitoring = MONITORING_YAML if model == "iris_onnx" else ""
-        _copy_model(build, model, repos.monitoring, OFF_YAML + monitoring)
+        copy_model(build, model, repos.monitoring, OFF_YAML + monitoring)
     _reference_csv(repos.monitoring / "iris_onnx" / "reference.csv")
     if STATE_DIR.exists():
         shutil.rmtree(STATE_DIR)
     for model in DETECTION:
-        _copy_model(build, model, repos.modelserve)
+        copy_model(build, model, repos.modelserve)
     for model in PIPELINES:
         shutil.copytree(REPO / "examples" / "models" / model, repos.modelserve / model)
     for model in ONNX_ONLY:
-        _copy_model(build, model, repos.onnx_only)
-    _copy_model(build, "iris_sklearn", repos.sklearn_only)
+        copy_model(build, model, repos.onnx_only)
+    copy_model(build, "iris_sklearn", repos.sklearn_only)
     skops_file = build / "iris_sklearn" / "1" / "model.skops"
     _mlserver_repo(skops_file, repos.mlserver_off, batching=False)
     _mlserver_repo(skops_file, repos.mlserver_on, batching=True)

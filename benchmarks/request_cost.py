@@ -38,34 +38,23 @@ import time
 from pathlib import Path
 from typing import Any
 
+import repos
 import servers
-from tools import BENCH_DIR, REPO, log
+from tools import BENCH_DIR, log
 
 from modelserve.transports.grpc import frames
 
-BUILD = BENCH_DIR / "build"
-BATCHING_YAML = {
-    "on": "\ndynamic_batching:\n  max_queue_delay_us: 500\n",
-    "off": "\ndynamic_batching: false\n",
-}
+BATCHING_YAML = {"on": repos.BATCHING_YAML, "off": repos.OFF_YAML}
 
 
 def _repository(model: str, batching: str) -> Path:
     """A repository holding ``model`` alone, with the bench's batching setting."""
-    if not (BUILD / model / "1").is_dir():
-        log("building the example models (examples/build_examples.py)")
-        subprocess.run(
-            [sys.executable, str(REPO / "examples" / "build_examples.py"), str(BUILD)],
-            check=True,
-            capture_output=True,
-        )
+    if not (repos.BUILD_DIR / model / "1").is_dir():
+        repos.build_examples(repos.BUILD_DIR)
     root = BENCH_DIR / "request-cost" / batching
-    target = root / model
-    if target.exists():
-        shutil.rmtree(target)
-    shutil.copytree(BUILD / model / "1", target / "1")
-    config = (REPO / "examples" / "models" / model / "model.yaml").read_text()
-    (target / "model.yaml").write_text(config + BATCHING_YAML[batching])
+    if (root / model).exists():
+        shutil.rmtree(root / model)
+    repos.copy_model(repos.BUILD_DIR, model, root, BATCHING_YAML[batching])
     return root
 
 
