@@ -47,13 +47,11 @@ def gpu(tmp_path_factory: pytest.TempPathFactory, serve_module: Servers) -> Runn
     return serve_module(repo)
 
 
-def _cpu_answer(server: RunningServer, x: np.ndarray) -> np.ndarray:
-    session = ort.InferenceSession(
-        str(server.settings.model_repository / "mlp" / "1" / "model.onnx"),
-        providers=["CPUExecutionProvider"],
-    )
-    answer: np.ndarray = session.run(None, {"input": x})[0]
-    return answer
+@pytest.fixture(scope="module")
+def cpu(gpu: RunningServer) -> ort.InferenceSession:
+    """The same graph on onnxruntime's CPU provider: the answers to compare with."""
+    model = gpu.settings.model_repository / "mlp" / "1" / "model.onnx"
+    return ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
 
 
 def _infer(server: RunningServer, x: np.ndarray) -> np.ndarray:
@@ -78,12 +76,14 @@ def test_the_config_says_the_gpu_and_its_providers(gpu: RunningServer) -> None:
         assert "running on cuda, cpu" in row["reason"]
 
 
-def test_answers_match_the_cpu(gpu: RunningServer) -> None:
+def test_answers_match_the_cpu(gpu: RunningServer, cpu: ort.InferenceSession) -> None:
     x = np.random.default_rng(0).standard_normal((5, SIZES[0])).astype(np.float32)
-    np.testing.assert_allclose(_infer(gpu, x), _cpu_answer(gpu, x), **TOLERANCE)
+    np.testing.assert_allclose(_infer(gpu, x), cpu.run(None, {"input": x})[0], **TOLERANCE)
 
 
-def test_batched_answers_go_back_to_their_requests(gpu: RunningServer) -> None:
+def test_batched_answers_go_back_to_their_requests(
+    gpu: RunningServer, cpu: ort.InferenceSession
+) -> None:
     """48 requests of 1 to 4 rows at once: merged into batches on the GPU, each request gets
     its own rows back."""
     rng = np.random.default_rng(1)
@@ -91,7 +91,7 @@ def test_batched_answers_go_back_to_their_requests(gpu: RunningServer) -> None:
     with ThreadPoolExecutor(16) as pool:
         answers = list(pool.map(lambda x: _infer(gpu, x), inputs))
     for x, got in zip(inputs, answers, strict=True):
-        np.testing.assert_allclose(got, _cpu_answer(gpu, x), **TOLERANCE)
+        np.testing.assert_allclose(got, cpu.run(None, {"input": x})[0], **TOLERANCE)
     stats = httpx.get(f"{gpu.http}/v2/models/mlp/stats").json()["model_stats"][0]
     assert stats["inference_count"] >= sum(len(x) for x in inputs)
     assert stats["execution_count"] < stats["inference_count"]  # some requests were merged
